@@ -1,0 +1,20 @@
+#pragma once
+
+#include <cstdint>
+
+namespace ds {
+
+// C = alpha * op(A) * op(B) + beta * C, row-major, float32.
+// op(A) is M x K (A is K x M with lda >= M when trans_a), op(B) is K x N (B is N x K when
+// trans_b). beta == 0 never reads C, so C may hold garbage or NaN.
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc);
+
+// Same computation on the calling thread only: for callers that already parallelise
+// over an outer loop (for example over the images of a batch).
+void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                  int64_t ldc);
+
+}  // namespace ds

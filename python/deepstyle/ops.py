@@ -1,0 +1,393 @@
+"""The kernel API of deepstyle: the one door to the compiled kernels.
+
+Conventions follow PyTorch's functional API: float32, NCHW activations, weights shaped
+(out_channels, in_channels, kh, kw), ``stride``/``padding`` as an int or an (h, w) pair, output
+sizes rounded down (or up with ``ceil_mode``). Every function validates its arguments here, with
+errors that name the argument and give the expected and the actual value, and then dispatches on
+the array type: NumPy arrays run on the C++ kernels (``deepstyle._cpu``), CuPy arrays on the CUDA
+kernels (``deepstyle._cuda``) when that backend is built.
+
+Inputs may be any real numeric array; they are converted to C-contiguous float32, copying only
+when needed.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _cpu
+
+__all__ = [
+    "gemm",
+    "conv2d",
+    "conv2d_backward",
+    "conv2d_output_size",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "pool2d_output_size",
+    "gram",
+    "gram_backward",
+    "relu",
+    "relu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "softmax_cross_entropy",
+]
+
+
+# --- argument checking and backend dispatch ---------------------------------------------------
+
+
+def _cupy_module(array):
+    """The cupy module if ``array`` is a CuPy array, else None (without importing CuPy)."""
+    module = type(array).__module__
+    if module.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return None
+
+
+def _backend(*arrays):
+    """Kernel module for the arrays: _cpu for NumPy, _cuda for CuPy; they may not be mixed."""
+    on_gpu = [_cupy_module(a) is not None for a in arrays if a is not None]
+    if not any(on_gpu):
+        return _cpu
+    if not all(on_gpu):
+        raise TypeError("arrays must all be NumPy arrays or all CuPy arrays, not a mix of both")
+    try:
+        from . import _cuda
+    except ImportError as exc:
+        raise RuntimeError(
+            "CuPy arrays need the CUDA backend (deepstyle._cuda), which this build does not "
+            "include"
+        ) from exc
+    return _cuda
+
+
+def _as_float32(array, name):
+    """``array`` as a C-contiguous float32 array of its own library (NumPy or CuPy)."""
+    xp = _cupy_module(array) or np
+    if not isinstance(array, (np.ndarray, numbers.Number)) and xp is np:
+        if isinstance(array, (list, tuple)):
+            array = np.asarray(array)
+        else:
+            raise TypeError(
+                f"{name}: expected a NumPy or CuPy array, got {type(array).__name__}"
+            )
+    dtype = np.dtype(array.dtype) if hasattr(array, "dtype") else np.asarray(array).dtype
+    if dtype.kind not in "fiu":
+        raise TypeError(f"{name}: expected a real floating-point array, got dtype {dtype}")
+    return xp.ascontiguousarray(array, dtype=xp.float32)
+
+
+def _check_ndim(array, ndim, name, layout):
+    if array.ndim != ndim:
+        raise ValueError(
+            f"{name}: expected a {ndim}-D array {layout}, got {array.ndim}-D with shape "
+            f"{tuple(array.shape)}"
+        )
+
+
+def _check_shape(array, shape, name):
+    if tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(array.shape)}")
+
+
+def _pair(value, name, minimum):
+    """An int or an (h, w) pair of ints, each at least ``minimum``, as a tuple (h, w)."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool) for v in value)
+    ):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name}: expected an int or a pair of ints (h, w), got {value!r}")
+    if min(pair) < minimum:
+        kind = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name}: expected {kind} values, got {value!r}")
+    return pair
+
+
+# --- GEMM -------------------------------------------------------------------------------------
+
+
+def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    """``c = alpha * op(a) @ op(b) + beta * c`` with op(m) = m.T where asked.
+
+    Returns a new array when ``c`` is None (``beta`` then has nothing to scale); otherwise
+    writes into ``c``, which must be a C-contiguous float32 array of the result's shape, and
+    returns it.
+    """
+    backend = _backend(a, b, c)
+    a = _as_float32(a, "a")
+    b = _as_float32(b, "b")
+    _check_ndim(a, 2, "a", "(rows, cols)")
+    _check_ndim(b, 2, "b", "(rows, cols)")
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != k_b:
+        raise ValueError(
+            f"b: inner dimensions do not match: op(a) is {m}x{k} but op(b) is {k_b}x{n} "
+            f"(a.shape={tuple(a.shape)}, b.shape={tuple(b.shape)}, trans_a={trans_a}, "
+            f"trans_b={trans_b})"
+        )
+    if c is None:
+        xp = _cupy_module(a) or np
+        c = xp.empty((m, n), dtype=xp.float32)
+        beta = 0.0
+    else:
+        if c.dtype != np.float32 or not c.flags.c_contiguous or not c.flags.writeable:
+            raise TypeError(
+                f"c: expected a writeable C-contiguous float32 array, got dtype {c.dtype}, "
+                f"c_contiguous={c.flags.c_contiguous}, writeable={c.flags.writeable}"
+            )
+        _check_shape(c, (m, n), "c")
+    backend.gemm(a, b, c, bool(trans_a), bool(trans_b), float(alpha), float(beta))
+    return c
+
+
+# --- convolution ------------------------------------------------------------------------------
+
+
+def conv2d_output_size(input_hw, kernel_hw, stride=1, padding=0):
+    """(P, Q) of a convolution, rounding down like PyTorch."""
+    (h, w), (r, s) = input_hw, kernel_hw
+    (sh, sw), (ph, pw) = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    return (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
+
+
+def _conv_args(x, weight, stride, padding):
+    x = _as_float32(x, "x")
+    weight = _as_float32(weight, "weight")
+    _check_ndim(x, 4, "x", "(N, C, H, W)")
+    _check_ndim(weight, 4, "weight", "(out_channels, in_channels, kh, kw)")
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"weight: expected {x.shape[1]} input channels to match x.shape={tuple(x.shape)}, "
+            f"got weight.shape={tuple(weight.shape)}"
+        )
+    padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
+    if weight.shape[2] > padded[0] or weight.shape[3] > padded[1]:
+        raise ValueError(
+            f"weight: kernel size {tuple(weight.shape[2:])} is larger than the padded input "
+            f"{padded} (x.shape={tuple(x.shape)}, padding={padding})"
+        )
+    return x, weight, stride, padding
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation, as in PyTorch): x (N, C, H, W), weight (K, C, R, S),
+    bias (K,) or None -> (N, K, P, Q)."""
+    backend = _backend(x, weight, bias)
+    x, weight, stride, padding = _conv_args(x, weight, stride, padding)
+    if bias is not None:
+        bias = _as_float32(bias, "bias")
+        _check_shape(bias, (weight.shape[0],), "bias")
+    return backend.conv2d_forward(x, weight, bias, *stride, *padding)
+
+
+def conv2d_backward(grad_y, x, weight, stride=1, padding=0, *, need_x=True, need_weight=True,
+                    need_bias=True):
+    """Gradients of :func:`conv2d`: ``(grad_x, grad_weight, grad_bias)``.
+
+    A gradient that is not needed (``need_x=False`` etc.) is returned as None and not computed,
+    which saves a GEMM per image when, say, only the input gradient is wanted.
+    """
+    backend = _backend(grad_y, x, weight)
+    x, weight, stride, padding = _conv_args(x, weight, stride, padding)
+    grad_y = _as_float32(grad_y, "grad_y")
+    p, q = conv2d_output_size(x.shape[2:], weight.shape[2:], stride, padding)
+    _check_shape(grad_y, (x.shape[0], weight.shape[0], p, q), "grad_y")
+    return backend.conv2d_backward(grad_y, x, weight, *stride, *padding, bool(need_x),
+                                   bool(need_weight), bool(need_bias))
+
+
+# --- pooling ----------------------------------------------------------------------------------
+
+
+def pool2d_output_size(input_hw, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """(P, Q) of a pooling, exactly as PyTorch computes it (including ceil mode's rule that
+    the last window must start inside the input or its left padding)."""
+    kernel = _pair(kernel_size, "kernel_size", 1)
+    stride = kernel if stride is None else _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    out = []
+    for size, k, s, p in zip(input_hw, kernel, stride, padding):
+        span = size + 2 * p - k
+        n = (span + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (n - 1) * s >= size + p:
+            n -= 1
+        out.append(n)
+    return tuple(out)
+
+
+def _pool_args(x, kernel_size, stride, padding, ceil_mode):
+    x = _as_float32(x, "x")
+    _check_ndim(x, 4, "x", "(N, C, H, W)")
+    kernel = _pair(kernel_size, "kernel_size", 1)
+    stride = kernel if stride is None else _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(
+            f"padding: expected at most half the kernel size {kernel}, got {padding}"
+        )
+    padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
+    if kernel[0] > padded[0] or kernel[1] > padded[1]:
+        raise ValueError(
+            f"kernel_size: {kernel} is larger than the padded input {padded} "
+            f"(x.shape={tuple(x.shape)}, padding={padding})"
+        )
+    out = pool2d_output_size(x.shape[2:], kernel, stride, padding, ceil_mode)
+    return x, (*kernel, *stride, *padding, *out)
+
+
+def _pool_grad(grad_y, x, geometry):
+    grad_y = _as_float32(grad_y, "grad_y")
+    _check_shape(grad_y, (*x.shape[:2], *geometry[-2:]), "grad_y")
+    return grad_y
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Max pooling; stride defaults to the kernel size, padding counts as -inf."""
+    backend = _backend(x)
+    x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
+    return backend.max_pool2d_forward(x, *geometry)
+
+
+def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Gradient of :func:`max_pool2d` with respect to x (to the first maximum of each window)."""
+    backend = _backend(grad_y, x)
+    x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
+    return backend.max_pool2d_backward(_pool_grad(grad_y, x, geometry), x, *geometry)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Average pooling with PyTorch's divisor rules for padding and ceil mode."""
+    backend = _backend(x)
+    x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
+    return backend.avg_pool2d_forward(x, *geometry, bool(count_include_pad))
+
+
+def avg_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of :func:`avg_pool2d` with respect to x."""
+    backend = _backend(grad_y, x)
+    x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
+    return backend.avg_pool2d_backward(_pool_grad(grad_y, x, geometry), x, *geometry,
+                                       bool(count_include_pad))
+
+
+# --- Gram matrices ----------------------------------------------------------------------------
+
+
+def gram(x):
+    """Gram matrices of feature maps: x (N, C, H, W) -> (N, C, C), ``F @ F.T / (H*W)`` with
+    F = x reshaped to (N, C, H*W)."""
+    backend = _backend(x)
+    x = _as_float32(x, "x")
+    _check_ndim(x, 4, "x", "(N, C, H, W)")
+    return backend.gram_forward(x)
+
+
+def gram_backward(grad_g, x):
+    """Gradient of :func:`gram` with respect to x."""
+    backend = _backend(grad_g, x)
+    x = _as_float32(x, "x")
+    _check_ndim(x, 4, "x", "(N, C, H, W)")
+    grad_g = _as_float32(grad_g, "grad_g")
+    _check_shape(grad_g, (x.shape[0], x.shape[1], x.shape[1]), "grad_g")
+    return backend.gram_backward(grad_g, x)
+
+
+# --- activations ------------------------------------------------------------------------------
+
+
+def _same_shape_pair(grad_y, saved, saved_name):
+    saved = _as_float32(saved, saved_name)
+    grad_y = _as_float32(grad_y, "grad_y")
+    _check_shape(grad_y, saved.shape, "grad_y")
+    return grad_y, saved
+
+
+def relu(x):
+    """max(x, 0)."""
+    return _backend(x).relu_forward(_as_float32(x, "x"))
+
+
+def relu_backward(grad_y, x):
+    """grad_y where x > 0, else 0."""
+    return _backend(grad_y, x).relu_backward(*_same_shape_pair(grad_y, x, "x"))
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x."""
+    return _backend(x).leaky_relu_forward(_as_float32(x, "x"), float(negative_slope))
+
+
+def leaky_relu_backward(grad_y, x, negative_slope=0.01):
+    """grad_y where x > 0, else negative_slope * grad_y."""
+    grad_y, x = _same_shape_pair(grad_y, x, "x")
+    return _backend(grad_y, x).leaky_relu_backward(grad_y, x, float(negative_slope))
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x))."""
+    return _backend(x).sigmoid_forward(_as_float32(x, "x"))
+
+
+def sigmoid_backward(grad_y, y):
+    """grad_y * y * (1 - y), from the forward output y."""
+    return _backend(grad_y, y).sigmoid_backward(*_same_shape_pair(grad_y, y, "y"))
+
+
+def tanh(x):
+    """Hyperbolic tangent."""
+    return _backend(x).tanh_forward(_as_float32(x, "x"))
+
+
+def tanh_backward(grad_y, y):
+    """grad_y * (1 - y**2), from the forward output y."""
+    return _backend(grad_y, y).tanh_backward(*_same_shape_pair(grad_y, y, "y"))
+
+
+# --- loss -------------------------------------------------------------------------------------
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean softmax cross-entropy over the batch and its gradient: ``(loss, grad_logits)``.
+
+    logits (N, K) float; labels (N,) integer class indices in [0, K).
+    """
+    backend = _backend(logits, labels)
+    logits = _as_float32(logits, "logits")
+    _check_ndim(logits, 2, "logits", "(N, classes)")
+    xp = _cupy_module(logits) or np
+    labels = xp.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels: expected integer class indices, got dtype {labels.dtype}")
+    _check_shape(labels, (logits.shape[0],), "labels")
+    if logits.shape[0] == 0 or logits.shape[1] == 0:
+        raise ValueError(f"logits: expected at least one row and one class, got shape "
+                         f"{tuple(logits.shape)}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= logits.shape[1]:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"labels: expected class indices in [0, {logits.shape[1] - 1}], got {bad}"
+        )
+    loss, grad = backend.softmax_cross_entropy(logits, xp.ascontiguousarray(labels, dtype=xp.int64))
+    return float(loss), grad
