@@ -1,0 +1,156 @@
+"""Image files in and out, as float32 H x W x 3 RGB arrays in [0, 1].
+
+Loading accepts whatever Pillow reads and converts it to RGB sensibly: grayscale is replicated,
+transparency is composited onto white (what a viewer shows), palette and CMYK images go
+through Pillow's own conversions, 16-bit and float images are rescaled from their range.
+Saving is atomic: a temporary file in the output's folder, then ``os.replace``, so a reader or
+a kill never sees half an image. Problems raise :class:`ImageError` with one line that names
+the file and says what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = [
+    "ImageError",
+    "load_image",
+    "save_image",
+    "resize_image",
+    "fit_size",
+    "rgb_to_yiq",
+    "yiq_to_rgb",
+]
+
+_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+class ImageError(ValueError):
+    """An image file that cannot be read or written; the message names the file."""
+
+
+def _pillow():
+    from PIL import Image
+
+    return Image
+
+
+def _to_rgb(picture):
+    """A Pillow image of any mode as an RGB Pillow image."""
+    Image = _pillow()
+    if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(picture, dtype=np.float64)
+        top = 65535.0 if picture.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        if picture.mode == "F" and values.max() <= 1.0:
+            top = 1.0
+        gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if picture.mode == "P":
+        picture = picture.convert("RGBA")
+    if picture.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = picture.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return picture.convert("RGB")
+
+
+def load_image(path, size=None, *, what="image"):
+    """Read ``path`` as float32 RGB (H, W, 3) in [0, 1]; with ``size``, resize so that the
+    longer side is ``size`` pixels, keeping the aspect ratio. ``what`` names the file's role
+    in error messages ("content image", "style image")."""
+    Image = _pillow()
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageError(f"{what} {path!r}: no such file")
+    if os.path.isdir(path):
+        raise ImageError(f"{what} {path!r}: is a folder, not an image file")
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            rgb = _to_rgb(picture)
+    except PermissionError:
+        raise ImageError(f"{what} {path!r}: permission denied") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{what} {path!r}: not an image format Pillow can read") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
+        raise ImageError(f"{what} {path!r}: cannot decode it ({exc})") from None
+    image = np.asarray(rgb, dtype=np.float32) / 255.0
+    if size is not None:
+        image = resize_image(image, fit_size(image.shape[:2], size))
+    return image
+
+
+def fit_size(shape_hw, longer_side):
+    """(height, width) with the longer side ``longer_side``, keeping the aspect ratio of
+    ``shape_hw`` (each side at least 1 pixel)."""
+    if isinstance(longer_side, bool) or not isinstance(longer_side, (int, np.integer)) or longer_side < 1:
+        raise ValueError(f"longer_side: expected a positive integer, got {longer_side!r}")
+    h, w = shape_hw
+    scale = longer_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resize_image(image, shape_hw):
+    """``image`` (H, W, 3) float in [0, 1] resampled to ``shape_hw`` = (height, width):
+    Lanczos when shrinking (no aliasing), bicubic when enlarging. Works in float32 per channel,
+    so no 8-bit rounding creeps into intermediate stages."""
+    Image = _pillow()
+    h, w = int(shape_hw[0]), int(shape_hw[1])
+    if (h, w) == image.shape[:2]:
+        return np.array(image, dtype=np.float32)
+    shrinking = h * w < image.shape[0] * image.shape[1]
+    method = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), "F")
+                   .resize((w, h), method))
+        for c in range(image.shape[2])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def save_image(path, image, *, what="output"):
+    """Write ``image`` (H, W, 3) float in [0, 1] to ``path`` (.png, .jpg or .jpeg) atomically."""
+    Image = _pillow()
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in _SAVE_FORMATS:
+        raise ImageError(
+            f"{what} {path!r}: expected a .png, .jpg or .jpeg file name, got {suffix or 'no extension'!r}"
+        )
+    pixels = np.clip(np.asarray(image, dtype=np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ImageError(f"{what} {path!r}: folder {folder!r} does not exist")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    except OSError as exc:
+        raise ImageError(f"{what} {path!r}: cannot write there ({exc.strerror})") from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            Image.fromarray(pixels, "RGB").save(stream, format=_SAVE_FORMATS[suffix])
+        os.replace(temporary, path)
+    except BaseException as exc:
+        os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise ImageError(f"{what} {path!r}: cannot write it ({exc})") from None
+        raise
+
+
+# YIQ (NTSC): Y is luminance, I and Q carry the colour; used to keep a content image's colours.
+_RGB_TO_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+
+
+def rgb_to_yiq(image):
+    """(H, W, 3) RGB -> (H, W, 3) YIQ."""
+    return (np.asarray(image, dtype=np.float64) @ _RGB_TO_YIQ.T).astype(np.float32)
+
+
+def yiq_to_rgb(image):
+    """(H, W, 3) YIQ -> (H, W, 3) RGB (not clipped)."""
+    return (np.asarray(image, dtype=np.float64) @ _YIQ_TO_RGB.T).astype(np.float32)

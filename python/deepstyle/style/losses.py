@@ -1,0 +1,197 @@
+"""The Gatys et al. objective: content, style (Gram matrix) and total-variation losses.
+
+Each loss returns its value (a Python float, summed in float64) and its gradient with respect to
+its input. :class:`StyleObjective` assembles them on a feature network: one forward pass taps
+the content and style layers, each tap's gradient is injected in one backward sweep
+(``net.backward``), and the TV gradient is added on the image.
+
+Normalisations differ between the published recipes, and their weights only make sense with
+their own normalisation, so a preset names its normalisation (see ``presets.py``):
+
+content  ``sum``      sum (F - P)^2                          (the blog's Keras code)
+         ``half``     1/2 sum (F - P)^2                      (Gatys et al. 2015)
+         ``mean``     mean (F - P)^2                         (jcjohnson/neural-style)
+style    ``blog``     sum (G - A)^2 * (HW_l / HW_image)^2 / 36  with G = F F^T / HW_l: the blog's
+                      sum (F F^T - S S^T)^2 / (4 * 3^2 * (H W)^2), which divides by the image's
+                      pixel count and 3 channels rather than the layer's
+         ``gatys``    sum (G - A)^2 / (4 C^2)                = 1/(4 N^2 M^2) sum (F F^T - A')^2
+         ``mean``     mean (G/C - A/C)^2 = sum (G - A)^2 / C^4  (jcjohnson: Gram / (C H W), MSE)
+tv       ``power``    sum over pixels and channels of (dx^2 + dy^2)^(power/2), measured in 0-255
+                      pixel units whatever the network's input convention (blog: power 2.5;
+                      power 2 halved is jcjohnson's)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import ops
+from .optim import array_module
+
+__all__ = [
+    "Normalisation",
+    "content_loss",
+    "style_loss",
+    "total_variation",
+    "StyleObjective",
+]
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    content: str = "mean"
+    style: str = "mean"
+    tv_power: float = 2.0
+    tv_factor: float = 0.5
+
+    def __post_init__(self):
+        if self.content not in ("sum", "half", "mean"):
+            raise ValueError(f"content normalisation: expected 'sum', 'half' or 'mean', got {self.content!r}")
+        if self.style not in ("blog", "gatys", "mean"):
+            raise ValueError(f"style normalisation: expected 'blog', 'gatys' or 'mean', got {self.style!r}")
+        if not self.tv_power >= 2.0:  # below 2 the loss has a kink where neighbours are equal
+            raise ValueError(f"tv_power: expected a value >= 2, got {self.tv_power!r}")
+
+    def content_scale(self, shape):
+        count = int(np.prod(shape))
+        return {"sum": 1.0, "half": 0.5, "mean": 1.0 / count}[self.content]
+
+    def style_scale(self, shape, image_hw):
+        channels, layer_pixels = shape[1], shape[2] * shape[3]
+        if self.style == "blog":
+            return (layer_pixels / (image_hw[0] * image_hw[1])) ** 2 / 36.0
+        if self.style == "gatys":
+            return 1.0 / (4.0 * channels**2)
+        return 1.0 / float(channels) ** 4
+
+
+def _sum_squares(a):
+    xp = array_module(a)
+    return float(xp.sum(xp.square(a, dtype=xp.float64)))
+
+
+def content_loss(features, target, scale):
+    """``scale * sum((features - target)^2)`` and its gradient with respect to features."""
+    diff = features - target
+    return scale * _sum_squares(diff), (2.0 * scale) * diff
+
+
+def style_loss(features, target_gram, scale):
+    """``scale * sum((gram(features) - target_gram)^2)`` and its gradient w.r.t. features."""
+    diff = ops.gram(features) - target_gram
+    grad_gram = (2.0 * scale) * diff
+    return scale * _sum_squares(diff), ops.gram_backward(grad_gram, features)
+
+
+def total_variation(x, power=2.0):
+    """``sum over (i, j) of (dx^2 + dy^2)^(power/2)`` for x (N, C, H, W), with
+    dx = x[i, j] - x[i, j+1] and dy = x[i, j] - x[i+1, j] over the (H-1) x (W-1) pixels that
+    have both neighbours (the blog's and jcjohnson's crop); returns (loss, grad_x)."""
+    xp = array_module(x)
+    corner = x[:, :, :-1, :-1]
+    dx = corner - x[:, :, :-1, 1:]
+    dy = corner - x[:, :, 1:, :-1]
+    squared = dx * dx + dy * dy
+    half_power = power / 2.0
+    if half_power == 1.0:
+        loss, slope = float(xp.sum(squared, dtype=xp.float64)), 1.0
+    else:
+        loss = float(xp.sum(squared.astype(xp.float64) ** half_power))
+        slope = half_power * squared ** (half_power - 1.0)
+    # d/d corner = 2 slope (dx + dy); the right and lower neighbours get -2 slope dx, -2 slope dy
+    ddx, ddy = (2.0 * slope) * dx, (2.0 * slope) * dy
+    grad = xp.zeros_like(x)
+    grad[:, :, :-1, :-1] += ddx + ddy
+    grad[:, :, :-1, 1:] -= ddx
+    grad[:, :, 1:, :-1] -= ddy
+    return loss, grad
+
+
+class StyleObjective:
+    """Total loss ``alpha * content + beta * sum_l w_l style_l + tv_weight * tv`` of an image
+    ``x`` in the network's input space, with its gradient.
+
+    ``content_x`` and every style image are preprocessed network inputs (1, 3, H, W); style
+    images may have any size (Gram matrices do not depend on it). ``style_blend`` weighs the
+    style images' Gram matrices into one target per layer. ``pixel_scale`` is how many network
+    input units one unit of [0, 1] image intensity is, so that TV is measured in 0-255 pixels.
+    """
+
+    def __init__(self, net, content_x, style_xs, *, content_layers, style_layers,
+                 content_weight, style_weight, tv_weight, normalisation=Normalisation(),
+                 style_blend=None, pixel_scale=255.0):
+        if not style_xs:
+            raise ValueError("style_xs: expected at least one style image, got none")
+        blend = _blend_weights(style_blend, len(style_xs))
+        self.net = net
+        self.content_layers = list(content_layers)
+        self.style_layers = dict(style_layers)
+        self.content_weight = float(content_weight)
+        self.style_weight = float(style_weight)
+        self.tv_weight = float(tv_weight)
+        self.normalisation = normalisation
+        self.image_hw = tuple(content_x.shape[2:])
+        self.tv_units = 255.0 / float(pixel_scale)
+        self.taps = list(dict.fromkeys(self.content_layers + list(self.style_layers)))
+        unknown = [name for name in self.taps if name not in net.layer_names]
+        if unknown:
+            raise ValueError(
+                f"layers: {', '.join(unknown)} not in the network; it has {', '.join(net.layer_names)}"
+            )
+        features = net.forward(content_x, self.content_layers)
+        self.content_targets = {name: features[name].copy() for name in self.content_layers}
+        self.style_targets = {}
+        for weight, style_x in zip(blend, style_xs):
+            features = net.forward(style_x, list(self.style_layers))
+            for name in self.style_layers:
+                gram = weight * ops.gram(features[name])
+                self.style_targets[name] = self.style_targets.get(name, 0) + gram
+        self.evaluations = 0
+
+    def __call__(self, x):
+        """(total loss, gradient with respect to x, {"content", "style", "tv": weighted parts})."""
+        features = self.net.forward(x, self.taps)
+        norm = self.normalisation
+        grads = {}
+        content = style = 0.0
+        if self.content_weight:
+            for name in self.content_layers:
+                f = features[name]
+                loss, grad = content_loss(f, self.content_targets[name], norm.content_scale(f.shape))
+                content += self.content_weight * loss
+                _accumulate(grads, name, self.content_weight * grad)
+        if self.style_weight:
+            for name, layer_weight in self.style_layers.items():
+                f = features[name]
+                weight = self.style_weight * layer_weight
+                loss, grad = style_loss(f, self.style_targets[name], norm.style_scale(f.shape, self.image_hw))
+                style += weight * loss
+                _accumulate(grads, name, weight * grad)
+        grad_x = self.net.backward(grads) if grads else array_module(x).zeros_like(x)
+        tv = 0.0
+        if self.tv_weight:
+            units = self.tv_units
+            loss, grad = total_variation(units * x, norm.tv_power)
+            weight = self.tv_weight * norm.tv_factor
+            tv = weight * loss
+            grad_x = grad_x + (weight * units) * grad
+        self.evaluations += 1
+        return content + style + tv, grad_x, {"content": content, "style": style, "tv": tv}
+
+
+def _accumulate(grads, name, grad):
+    grads[name] = grads[name] + grad if name in grads else grad
+
+
+def _blend_weights(blend, count):
+    if blend is None:
+        return [1.0 / count] * count
+    blend = [float(w) for w in blend]
+    if len(blend) != count:
+        raise ValueError(f"style_blend: expected {count} weights (one per style image), got {len(blend)}")
+    if any(not np.isfinite(w) or w < 0 for w in blend) or sum(blend) <= 0:
+        raise ValueError(f"style_blend: expected non-negative weights with a positive sum, got {blend}")
+    total = sum(blend)
+    return [w / total for w in blend]
