@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 
 from . import _cpu
@@ -11,11 +12,18 @@ __version__ = "0.1.0"
 _THREADS_VARIABLE = "DEEPSTYLE_NUM_THREADS"
 
 
+# Far beyond any useful oversubscription; a typo like 10**6 would otherwise make OpenMP abort
+# the process when it cannot create the threads.
+MAX_THREADS = 1024
+
+
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads in every CPU kernel (default: all cores)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected a positive integer thread count, got {n!r}")
-    _cpu.set_num_threads(n)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n: expected an integer thread count, got {n!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n: expected a thread count from 1 to {MAX_THREADS}, got {n!r}")
+    _cpu.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:
@@ -40,12 +48,12 @@ def _threads_from_environment() -> None:
     if not value:
         return
     try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"{_THREADS_VARIABLE}: expected a positive integer, got {value!r}")
-    set_num_threads(n)
+        set_num_threads(int(value))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{_THREADS_VARIABLE}: expected an integer thread count from 1 to {MAX_THREADS}, "
+            f"got {value!r}"
+        ) from None
 
 
 _threads_from_environment()

@@ -85,8 +85,11 @@ def _as_float32(array, name):
             )
     dtype = np.dtype(array.dtype) if hasattr(array, "dtype") else np.asarray(array).dtype
     if dtype.kind not in "fiu":
-        raise TypeError(f"{name}: expected a real floating-point array, got dtype {dtype}")
-    return xp.ascontiguousarray(array, dtype=xp.float32)
+        raise TypeError(
+            f"{name}: expected a real (floating-point or integer) array, got dtype {dtype}"
+        )
+    # asarray, not ascontiguousarray, which would turn a 0-d array into shape (1,)
+    return xp.asarray(array, dtype=xp.float32, order="C")
 
 
 def _check_ndim(array, ndim, name, layout):
@@ -100,6 +103,39 @@ def _check_ndim(array, ndim, name, layout):
 def _check_shape(array, shape, name):
     if tuple(array.shape) != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(array.shape)}")
+
+
+def _check_nonempty_maps(x):
+    """x must be (N, C, H, W) with H, W >= 1: a window or a mean over no cells is undefined."""
+    _check_ndim(x, 4, "x", "(N, C, H, W)")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(
+            f"x: expected feature maps of at least 1x1, got x.shape={tuple(x.shape)}"
+        )
+
+
+def _real(value, name):
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    return float(value)
+
+
+def _check_output(c, xp, shape, inputs):
+    """``c`` must be a writeable C-contiguous float32 array of ``shape`` that none of the
+    ``inputs`` overlaps (the kernel reads them while it writes c)."""
+    if not isinstance(c, xp.ndarray):
+        raise TypeError(f"c: expected a writeable C-contiguous float32 array, got "
+                        f"{type(c).__name__}")
+    writeable = getattr(c.flags, "writeable", True)  # CuPy arrays are always writeable
+    if c.dtype != xp.float32 or not c.flags.c_contiguous or not writeable:
+        raise TypeError(
+            f"c: expected a writeable C-contiguous float32 array, got dtype {c.dtype}, "
+            f"c_contiguous={c.flags.c_contiguous}, writeable={writeable}"
+        )
+    _check_shape(c, shape, "c")
+    for name, array in inputs.items():
+        if xp.shares_memory(c, array):
+            raise ValueError(f"c: must not share memory with {name}")
 
 
 def _pair(value, name, minimum):
@@ -139,22 +175,19 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if k != k_b:
         raise ValueError(
-            f"b: inner dimensions do not match: op(a) is {m}x{k} but op(b) is {k_b}x{n} "
+            f"b: inner dimensions do not match: expected op(b) with {k} rows for op(a) of "
+            f"shape {m}x{k}, got op(b) of shape {k_b}x{n} "
             f"(a.shape={tuple(a.shape)}, b.shape={tuple(b.shape)}, trans_a={trans_a}, "
             f"trans_b={trans_b})"
         )
+    alpha, beta = _real(alpha, "alpha"), _real(beta, "beta")
+    xp = _cupy_module(a) or np
     if c is None:
-        xp = _cupy_module(a) or np
         c = xp.empty((m, n), dtype=xp.float32)
         beta = 0.0
     else:
-        if c.dtype != np.float32 or not c.flags.c_contiguous or not c.flags.writeable:
-            raise TypeError(
-                f"c: expected a writeable C-contiguous float32 array, got dtype {c.dtype}, "
-                f"c_contiguous={c.flags.c_contiguous}, writeable={c.flags.writeable}"
-            )
-        _check_shape(c, (m, n), "c")
-    backend.gemm(a, b, c, bool(trans_a), bool(trans_b), float(alpha), float(beta))
+        _check_output(c, xp, (m, n), {"a": a, "b": b})
+    backend.gemm(a, b, c, bool(trans_a), bool(trans_b), alpha, beta)
     return c
 
 
@@ -180,11 +213,14 @@ def _conv_args(x, weight, stride, padding):
             f"weight: expected {x.shape[1]} input channels to match x.shape={tuple(x.shape)}, "
             f"got weight.shape={tuple(weight.shape)}"
         )
+    if weight.shape[2] == 0 or weight.shape[3] == 0:
+        raise ValueError(f"weight: expected a kernel of at least 1x1, got weight.shape="
+                         f"{tuple(weight.shape)}")
     padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
     if weight.shape[2] > padded[0] or weight.shape[3] > padded[1]:
         raise ValueError(
-            f"weight: kernel size {tuple(weight.shape[2:])} is larger than the padded input "
-            f"{padded} (x.shape={tuple(x.shape)}, padding={padding})"
+            f"weight: expected a kernel no larger than the padded input {padded} "
+            f"(x.shape={tuple(x.shape)}, padding={padding}), got {tuple(weight.shape[2:])}"
         )
     return x, weight, stride, padding
 
@@ -237,7 +273,7 @@ def pool2d_output_size(input_hw, kernel_size, stride=None, padding=0, ceil_mode=
 
 def _pool_args(x, kernel_size, stride, padding, ceil_mode):
     x = _as_float32(x, "x")
-    _check_ndim(x, 4, "x", "(N, C, H, W)")
+    _check_nonempty_maps(x)
     kernel = _pair(kernel_size, "kernel_size", 1)
     stride = kernel if stride is None else _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
@@ -248,8 +284,8 @@ def _pool_args(x, kernel_size, stride, padding, ceil_mode):
     padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
     if kernel[0] > padded[0] or kernel[1] > padded[1]:
         raise ValueError(
-            f"kernel_size: {kernel} is larger than the padded input {padded} "
-            f"(x.shape={tuple(x.shape)}, padding={padding})"
+            f"kernel_size: expected a kernel no larger than the padded input {padded} "
+            f"(x.shape={tuple(x.shape)}, padding={padding}), got {kernel}"
         )
     out = pool2d_output_size(x.shape[2:], kernel, stride, padding, ceil_mode)
     return x, (*kernel, *stride, *padding, *out)
@@ -299,7 +335,7 @@ def gram(x):
     F = x reshaped to (N, C, H*W)."""
     backend = _backend(x)
     x = _as_float32(x, "x")
-    _check_ndim(x, 4, "x", "(N, C, H, W)")
+    _check_nonempty_maps(x)
     return backend.gram_forward(x)
 
 
@@ -307,7 +343,7 @@ def gram_backward(grad_g, x):
     """Gradient of :func:`gram` with respect to x."""
     backend = _backend(grad_g, x)
     x = _as_float32(x, "x")
-    _check_ndim(x, 4, "x", "(N, C, H, W)")
+    _check_nonempty_maps(x)
     grad_g = _as_float32(grad_g, "grad_g")
     _check_shape(grad_g, (x.shape[0], x.shape[1], x.shape[1]), "grad_g")
     return backend.gram_backward(grad_g, x)
@@ -335,13 +371,15 @@ def relu_backward(grad_y, x):
 
 def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, else negative_slope * x."""
-    return _backend(x).leaky_relu_forward(_as_float32(x, "x"), float(negative_slope))
+    slope = _real(negative_slope, "negative_slope")
+    return _backend(x).leaky_relu_forward(_as_float32(x, "x"), slope)
 
 
 def leaky_relu_backward(grad_y, x, negative_slope=0.01):
     """grad_y where x > 0, else negative_slope * grad_y."""
+    slope = _real(negative_slope, "negative_slope")
     grad_y, x = _same_shape_pair(grad_y, x, "x")
-    return _backend(grad_y, x).leaky_relu_backward(grad_y, x, float(negative_slope))
+    return _backend(grad_y, x).leaky_relu_backward(grad_y, x, slope)
 
 
 def sigmoid(x):

@@ -1,0 +1,33 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+import deepstyle
+
+
+@pytest.fixture
+def run_python():
+    """Run ``python -c CODE`` (or ``python -m ...`` via args) in a fresh interpreter that imports
+    the same deepstyle as this test session, with extra environment variables."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(deepstyle.__file__)))
+
+    def run(*args, env=None):
+        full_env = {k: v for k, v in os.environ.items() if k != "DEEPSTYLE_NUM_THREADS"}
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            [package_root] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+        )
+        full_env.update(env or {})
+        return subprocess.run([sys.executable, *args], env=full_env, capture_output=True,
+                              text=True, timeout=60)
+
+    return run
+
+
+@pytest.fixture
+def restore_threads():
+    """Put the thread count back after a test that changes it."""
+    saved = deepstyle.get_num_threads()
+    yield
+    deepstyle.set_num_threads(saved)

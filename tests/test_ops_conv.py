@@ -1,0 +1,150 @@
+import itertools
+
+import numpy as np
+import pytest
+
+import reference as ref
+from deepstyle import ops
+from gradcheck import check_gradient
+
+# (N, C, H, W), (K, R, S), stride, padding
+CASES = [
+    ((1, 1, 5, 7), (1, 3, 3), 1, 0),  # batch 1, one channel
+    ((2, 3, 9, 6), (4, 3, 2), 1, 1),  # odd, non-square input and kernel
+    ((2, 3, 11, 10), (5, 3, 3), 2, 1),  # stride 2 with padding
+    ((1, 2, 10, 13), (3, 3, 5), (2, 1), (0, 2)),  # asymmetric stride and padding
+    ((3, 4, 7, 9), (2, 2, 3), (1, 3), (1, 0)),
+    ((1, 2, 9, 9), (3, 2, 2), 3, 0),  # stride larger than the kernel skips cells
+    ((2, 8, 5, 6), (7, 1, 1), 1, 0),  # 1x1: the image is its own im2col matrix
+    ((2, 5, 7, 6), (3, 1, 1), 2, 0),  # 1x1 with stride
+    ((1, 5, 4, 3), (6, 1, 1), 1, 1),  # 1x1 with padding: a zero border
+    ((2, 3, 4, 5), (2, 6, 7), 1, 1),  # kernel as large as the padded input: 1x1 output
+    ((1, 3, 5, 5), (4, 5, 5), 1, 0),  # kernel as large as the input
+    ((3, 32, 16, 16), (32, 5, 5), 1, 2),  # CIFAR conv2 shape, batch > thread count
+    ((1, 3, 32, 32), (32, 5, 5), 1, 2),  # CIFAR conv1 shape, batch 1
+    ((4, 16, 20, 20), (24, 3, 3), 1, 1),
+]
+
+
+def case_id(case):
+    x_shape, w_shape, stride, padding = case
+    return f"x{x_shape}-w{w_shape}-s{stride}-p{padding}".replace(" ", "")
+
+
+def make_case(case, seed):
+    x_shape, (k, r, s), stride, padding = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal((k, x_shape[1], r, s)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    p, q = ref.conv_output_size(x_shape[2:], (r, s), stride, padding)
+    grad_y = rng.standard_normal((x_shape[0], k, p, q)).astype(np.float32)
+    return x, w, b, grad_y, stride, padding
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_conv2d_forward_matches_reference(case, with_bias):
+    x, w, b, _, stride, padding = make_case(case, 1)
+    bias = b if with_bias else None
+    y = ops.conv2d(x, w, bias, stride=stride, padding=padding)
+    ref.assert_close(y, ref.conv2d(x, w, bias, stride, padding), terms=w[0].size)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_conv2d_backward_matches_reference(case):
+    x, w, _, grad_y, stride, padding = make_case(case, 2)
+    grad_x, grad_w, grad_b = ops.conv2d_backward(grad_y, x, w, stride=stride, padding=padding)
+    ref_x, ref_w, ref_b = ref.conv2d_backward(grad_y.astype(np.float64), x, w, stride, padding)
+    n, k, p, q = grad_y.shape
+    ref.assert_close(grad_x, ref_x, terms=k * w.shape[2] * w.shape[3])
+    ref.assert_close(grad_w, ref_w, terms=n * p * q)
+    ref.assert_close(grad_b, ref_b, terms=n * p * q)
+
+
+SMALL_CASES = [
+    ((2, 2, 5, 4), (3, 3, 2), (2, 1), (1, 0)),
+    ((1, 3, 4, 4), (2, 3, 3), 1, 1),
+    ((2, 1, 6, 5), (2, 1, 1), 2, 0),
+    ((1, 2, 3, 4), (2, 5, 4), 1, (1, 0)),  # kernel as large as the padded input
+]
+
+
+@pytest.mark.parametrize("case", SMALL_CASES, ids=case_id)
+def test_conv2d_backward_matches_finite_differences(case):
+    x, w, b, grad_y, stride, padding = make_case(case, 3)
+    x, w, b, gy = (a.astype(np.float64) for a in (x, w, b, grad_y))
+
+    def loss(x=x, w=w, b=b):
+        return np.sum(ref.conv2d(x, w, b, stride, padding) * gy)
+
+    grad_x, grad_w, grad_b = ops.conv2d_backward(grad_y, x, w, stride=stride, padding=padding)
+    ref_x, ref_w, ref_b = ref.conv2d_backward(gy, x, w, stride, padding)
+    for ours, reference, f, at in [
+        (grad_x, ref_x, lambda v: loss(x=v), x),
+        (grad_w, ref_w, lambda v: loss(w=v), w),
+        (grad_b, ref_b, lambda v: loss(b=v), b),
+    ]:
+        check_gradient(f, at, reference, rtol=1e-7)  # the reference backward is right...
+        check_gradient(f, at, ours, rtol=1e-5)  # ...and so is ours, to float32 rounding
+
+
+@pytest.mark.parametrize(
+    "need", [flags for flags in itertools.product([True, False], repeat=3) if any(flags)]
+)
+def test_conv2d_backward_skips_unneeded_gradients(need):
+    x, w, _, grad_y, stride, padding = make_case(CASES[2], 4)
+    full = ops.conv2d_backward(grad_y, x, w, stride=stride, padding=padding)
+    need_x, need_weight, need_bias = need
+    partial = ops.conv2d_backward(grad_y, x, w, stride=stride, padding=padding, need_x=need_x,
+                                  need_weight=need_weight, need_bias=need_bias)
+    assert len(partial) == 3
+    for wanted, got, expected in zip(need, partial, full):
+        if wanted:
+            np.testing.assert_array_equal(got, expected)
+        else:
+            assert got is None
+
+
+def test_conv2d_accepts_other_dtypes_and_views():
+    x, w, b, _, stride, padding = make_case(CASES[4], 5)
+    expected = ops.conv2d(x, w, b, stride=stride, padding=padding)
+    x_view = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # F-ish strides
+    assert not x_view.flags.c_contiguous
+    np.testing.assert_array_equal(ops.conv2d(x_view, w, b, stride, padding), expected)
+    y64 = ops.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                     stride=list(stride) if isinstance(stride, tuple) else stride,
+                     padding=padding)
+    assert y64.dtype == np.float32
+    np.testing.assert_array_equal(y64, expected)
+    xi = np.arange(2 * 3 * 5 * 4).reshape(2, 3, 5, 4) % 7 - 3  # int64
+    wi = np.ones((2, 3, 2, 2), dtype=np.int32)
+    ref.assert_close(ops.conv2d(xi, wi), ref.conv2d(xi, wi), terms=12)
+
+
+def test_conv2d_zero_bias_equals_no_bias():
+    x, w, b, _, stride, padding = make_case(CASES[1], 6)
+    np.testing.assert_array_equal(
+        ops.conv2d(x, w, np.zeros_like(b), stride, padding), ops.conv2d(x, w, None, stride, padding)
+    )
+
+
+def test_conv2d_output_size_rounds_down():
+    assert ops.conv2d_output_size((11, 10), (3, 3), 2, 1) == (6, 5)
+    assert ops.conv2d_output_size((10, 13), (3, 5), (2, 1), (0, 2)) == (4, 13)
+    assert ops.conv2d_output_size((32, 32), (5, 5), 1, 2) == (32, 32)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_conv2d_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    x, w, b, grad_y, stride, padding = make_case(case, 7)
+    xt, wt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, w, b))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, stride, padding)
+    grads = torch.autograd.grad(yt, (xt, wt, bt), torch.from_numpy(grad_y))
+    ours = (ops.conv2d(x, w, b, stride, padding),
+            *ops.conv2d_backward(grad_y, x, w, stride, padding))
+    for got, expected in zip(ours, (yt, *grads)):
+        expected = expected.detach().numpy().astype(np.float64)
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * scale)

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+
+import reference as ref
+from deepstyle import ops
+
+TRANSPOSES = [(False, False), (False, True), (True, False), (True, True)]
+
+
+def operands(rng, m, n, k, trans_a, trans_b, dtype=np.float32):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    return a, b
+
+
+# Shapes around the SIMD tiles (MR = 12 or 6 rows, NR = 32 or 16 columns) and the cache blocks
+# (KC = 256 deep, MC = 192 rows, NC = 4096 columns): one less, one more, primes.
+SHAPES = [
+    (1, 1, 1),
+    (1, 37, 5),
+    (29, 1, 8),
+    (13, 33, 257),
+    (12, 32, 256),
+    (11, 31, 255),
+    (25, 65, 513),
+    (193, 17, 3),
+    (7, 4099, 19),
+]
+
+
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_gemm_matches_reference(m, n, k, trans_a, trans_b):
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    a, b = operands(rng, m, n, k, trans_a, trans_b)
+    c = ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+    ref.assert_close(c, ref.gemm(a, b, trans_a=trans_a, trans_b=trans_b), terms=k)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_gemm_spanning_several_cache_blocks(trans_a, trans_b):
+    rng = np.random.default_rng(7)
+    a, b = operands(rng, 300, 700, 600, trans_a, trans_b)
+    c = ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+    ref.assert_close(c, ref.gemm(a, b, trans_a=trans_a, trans_b=trans_b), terms=600)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, -0.75), (-2.0, 0.0), (1.5, 2.0)])
+def test_gemm_alpha_beta_writes_into_c(trans_a, trans_b, alpha, beta):
+    rng = np.random.default_rng(11)
+    m, n, k = 45, 70, 300  # partial tiles and two depth slices, so beta meets the K loop
+    a, b = operands(rng, m, n, k, trans_a, trans_b)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    c = c0.copy()
+    out = ops.gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+    assert out is c
+    expected = ref.gemm(a, b, c0, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+    ref.assert_close(c, expected, terms=k)
+
+
+@pytest.mark.parametrize("m,n,k", [(13, 33, 257), (5, 3, 2), (200, 40, 600)])
+def test_gemm_beta_zero_ignores_nan_in_c(m, n, k):
+    rng = np.random.default_rng(3)
+    a, b = operands(rng, m, n, k, False, False)
+    c = np.full((m, n), np.nan, dtype=np.float32)
+    ops.gemm(a, b, c, beta=0.0)
+    assert np.isfinite(c).all()
+    ref.assert_close(c, ref.gemm(a, b), terms=k)
+
+
+def test_gemm_alpha_zero_only_scales_c():
+    rng = np.random.default_rng(4)
+    a, b = operands(rng, 9, 10, 11, False, False)
+    c0 = rng.standard_normal((9, 10)).astype(np.float32)
+    c = c0.copy()
+    ops.gemm(a, b, c, alpha=0.0, beta=3.0)
+    np.testing.assert_array_equal(c, 3.0 * c0)
+
+
+def test_gemm_empty_inner_dimension_gives_beta_c():
+    a = np.zeros((4, 0), np.float32)
+    b = np.zeros((0, 6), np.float32)
+    np.testing.assert_array_equal(ops.gemm(a, b), np.zeros((4, 6), np.float32))
+    c = np.full((4, 6), 2.0, np.float32)
+    ops.gemm(a, b, c, beta=0.5)
+    np.testing.assert_array_equal(c, np.ones((4, 6), np.float32))
+
+
+def test_gemm_returns_new_float32_array():
+    rng = np.random.default_rng(5)
+    a, b = operands(rng, 3, 4, 5, False, False)
+    c = ops.gemm(a, b, beta=7.0)  # beta has nothing to scale without c
+    assert c.dtype == np.float32 and c.shape == (3, 4) and c.flags.c_contiguous
+    ref.assert_close(c, ref.gemm(a, b), terms=5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int32, np.uint8, np.int64])
+def test_gemm_accepts_any_real_dtype(dtype):
+    rng = np.random.default_rng(6)
+    a = (rng.standard_normal((17, 23)) * 4).astype(dtype)
+    b = (rng.standard_normal((23, 19)) * 4).astype(dtype)
+    c = ops.gemm(a, b)
+    expected = ref.gemm(a.astype(np.float32), b.astype(np.float32))
+    ref.assert_close(c, expected, terms=23)
+
+
+def test_gemm_accepts_non_contiguous_views():
+    rng = np.random.default_rng(8)
+    base_a = rng.standard_normal((40, 60)).astype(np.float32)
+    base_b = rng.standard_normal((50, 70)).astype(np.float32)
+    a = base_a.T[::2, 1:]  # (30, 39), strided and transposed
+    b = base_b[1::1, ::-2][:39]  # (39, 35), negative strides
+    assert not a.flags.c_contiguous and not b.flags.c_contiguous
+    c = ops.gemm(a, b)
+    ref.assert_close(c, ref.gemm(a, b), terms=39)
+    # The same data through trans flags on contiguous copies gives the same answer.
+    ref.assert_close(ops.gemm(np.ascontiguousarray(a.T), b, trans_a=True), ref.gemm(a, b), terms=39)
+
+
+def test_gemm_leaves_inputs_unchanged():
+    rng = np.random.default_rng(9)
+    a, b = operands(rng, 20, 30, 40, True, True)
+    a0, b0 = a.copy(), b.copy()
+    ops.gemm(a, b, trans_a=True, trans_b=True)
+    np.testing.assert_array_equal(a, a0)
+    np.testing.assert_array_equal(b, b0)

@@ -1,0 +1,241 @@
+import itertools
+
+import numpy as np
+import pytest
+
+import reference as ref
+from deepstyle import ops
+from gradcheck import check_gradient
+
+KERNELS = [(2, 2), (3, 3), (3, 2), (1, 3)]
+STRIDES = [None, 1, 2, (2, 3)]
+
+
+def paddings(kernel):
+    """Every padding PyTorch allows (at most half the kernel), as distinct pairs."""
+    return sorted({(ph, pw) for ph in range(kernel[0] // 2 + 1) for pw in range(kernel[1] // 2 + 1)})
+
+
+OPTIONS = [
+    (kernel, stride, padding, ceil_mode)
+    for kernel, stride, ceil_mode in itertools.product(KERNELS, STRIDES, [False, True])
+    for padding in paddings(kernel)
+]
+
+
+def options_id(options):
+    kernel, stride, padding, ceil_mode = options
+    return f"k{kernel}-s{stride}-p{padding}-{'ceil' if ceil_mode else 'floor'}".replace(" ", "")
+
+
+def distinct_values(rng, shape):
+    """Values with no ties, spaced far apart compared with a finite-difference step."""
+    return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 - 1.0).astype(np.float32)
+
+
+def pool_case(options, seed, shape=(2, 3, 7, 8)):
+    kernel, stride, padding, ceil_mode = options
+    rng = np.random.default_rng(seed)
+    x = distinct_values(rng, shape)
+    out = ref.pool_output_size(shape[2:], kernel, stride, padding, ceil_mode)
+    grad_y = rng.standard_normal(shape[:2] + out).astype(np.float32)
+    return x, grad_y
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=options_id)
+def test_max_pool2d_matches_reference(options):
+    kernel, stride, padding, ceil_mode = options
+    for seed, shape in [(1, (2, 3, 7, 8)), (2, (1, 1, 6, 5))]:
+        x, grad_y = pool_case(options, seed, shape)
+        y = ops.max_pool2d(x, kernel, stride, padding, ceil_mode)
+        np.testing.assert_array_equal(y, ref.max_pool2d(x, kernel, stride, padding, ceil_mode))
+        grad_x = ops.max_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode)
+        expected = ref.max_pool2d_backward(grad_y.astype(np.float64), x, kernel, stride, padding,
+                                           ceil_mode)
+        ref.assert_close(grad_x, expected, terms=4)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("options", OPTIONS, ids=options_id)
+def test_avg_pool2d_matches_reference(options, count_include_pad):
+    kernel, stride, padding, ceil_mode = options
+    for seed, shape in [(3, (2, 3, 7, 8)), (4, (1, 1, 6, 5))]:
+        x, grad_y = pool_case(options, seed, shape)
+        y = ops.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad)
+        expected = ref.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad)
+        ref.assert_close(y, expected, terms=kernel[0] * kernel[1])
+        grad_x = ops.avg_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode,
+                                         count_include_pad)
+        expected = ref.avg_pool2d_backward(grad_y.astype(np.float64), x, kernel, stride,
+                                           padding, ceil_mode, count_include_pad)
+        ref.assert_close(grad_x, expected, terms=kernel[0] * kernel[1])
+
+
+def test_pool_output_size_follows_pytorch():
+    # Ceil mode adds a window over the end of the input...
+    assert ops.pool2d_output_size((7, 8), 2, ceil_mode=True) == (4, 4)
+    assert ops.pool2d_output_size((7, 8), 2, ceil_mode=False) == (3, 4)
+    # ...but drops it when it would start in the right padding (5 + 2*1 - 2 = 5: ceil gives 4
+    # windows, the 4th would start at 6 >= 5 + 1).
+    assert ops.pool2d_output_size((5, 5), 2, 2, 1, ceil_mode=True) == (3, 3)
+    assert ref.pool_output_size((5, 5), 2, 2, 1, ceil_mode=True) == (3, 3)
+    assert ops.pool2d_output_size((32, 32), 3, 2, 0, ceil_mode=True) == (16, 16)
+    assert ops.pool2d_output_size((32, 32), 3, 2, 0, ceil_mode=False) == (15, 15)
+    assert ops.pool2d_output_size((9, 6), (3, 2), (2, 3), (1, 0), ceil_mode=True) == (5, 2)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_ceil_mode_drops_window_starting_in_padding(count_include_pad):
+    rng = np.random.default_rng(5)
+    x = distinct_values(rng, (1, 2, 5, 5))
+    y = ops.avg_pool2d(x, 2, 2, 1, True, count_include_pad)
+    assert y.shape == (1, 2, 3, 3)
+    ref.assert_close(y, ref.avg_pool2d(x, 2, 2, 1, True, count_include_pad), terms=4)
+    y = ops.max_pool2d(x, 2, 2, 1, True)
+    np.testing.assert_array_equal(y, ref.max_pool2d(x, 2, 2, 1, True))
+    # Windows start at -1, 1, 3: the dropped fourth would start at 5, in the padding.
+    np.testing.assert_array_equal(y[0, :, 2, 2], x[0, :, 3:, 3:].max(axis=(1, 2)))
+    np.testing.assert_array_equal(y[0, :, 0, 0], x[0, :, 0, 0])
+
+
+@pytest.mark.parametrize("size", [32, 16, 8])
+def test_matconvnet_cifar_pooling(size):
+    """MatConvNet's CIFAR net pools 3x3, stride 2, padding [0 1 0 1], averaging in-bounds
+    cells only: here ceil_mode=True with no padding."""
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((2, 4, size, size)).astype(np.float32)
+    y_max = ops.max_pool2d(x, 3, 2, ceil_mode=True)
+    y_avg = ops.avg_pool2d(x, 3, 2, ceil_mode=True)
+    assert y_max.shape == y_avg.shape == (2, 4, size // 2, size // 2)
+    np.testing.assert_array_equal(y_max, ref.max_pool2d(x, 3, 2, 0, True))
+    ref.assert_close(y_avg, ref.avg_pool2d(x, 3, 2, 0, True), terms=9)
+    # MatConvNet's own definition, written out: pad the bottom/right by one, average the cells
+    # of each 3x3 window that are inside the image.
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))[:, :, ::2, ::2]
+    ref.assert_close(y_avg, np.nanmean(windows, axis=(4, 5)), terms=9)
+    ref.assert_close(y_max, np.nanmax(windows, axis=(4, 5)))
+    grad_y = rng.standard_normal(y_max.shape).astype(np.float32)
+    ref.assert_close(ops.max_pool2d_backward(grad_y, x, 3, 2, ceil_mode=True),
+                     ref.max_pool2d_backward(grad_y.astype(np.float64), x, 3, 2, 0, True), terms=4)
+    ref.assert_close(ops.avg_pool2d_backward(grad_y, x, 3, 2, ceil_mode=True),
+                     ref.avg_pool2d_backward(grad_y.astype(np.float64), x, 3, 2, 0, True), terms=9)
+
+
+def test_max_pool2d_ties_go_to_first_maximum():
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 2, size=(2, 3, 8, 7)).astype(np.float32)  # many ties
+    x[0, 0] = 0.0  # whole plane tied
+    for kernel, stride, padding, ceil_mode in [(2, None, 0, False), (3, 2, 1, True), (3, 1, 1, False)]:
+        grad_y = rng.standard_normal(
+            (2, 3) + ref.pool_output_size((8, 7), kernel, stride, padding, ceil_mode)
+        ).astype(np.float32)
+        grad_x = ops.max_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode)
+        expected = ref.max_pool2d_backward(grad_y.astype(np.float64), x, kernel, stride, padding,
+                                           ceil_mode)
+        ref.assert_close(grad_x, expected, terms=9)
+    # With every cell tied, non-overlapping 2x2 windows send all gradient to their top-left cell.
+    grad_x = ops.max_pool2d_backward(np.ones((1, 1, 2, 2), np.float32), np.zeros((1, 1, 4, 4)), 2)
+    np.testing.assert_array_equal(grad_x[0, 0], [[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0] * 4])
+
+
+def test_max_pool2d_handles_infinities_and_negative_values():
+    x = np.full((1, 1, 4, 4), -np.inf, dtype=np.float32)
+    x[0, 0, 3, 3] = -1e30
+    y = ops.max_pool2d(x, 3, 2, padding=1, ceil_mode=True)
+    np.testing.assert_array_equal(y, ref.max_pool2d(x.astype(np.float64), 3, 2, 1, True))
+    assert y[0, 0, -1, -1] == np.float32(-1e30)  # padding is -inf, not zero
+
+
+SMALL_OPTIONS = [((3, 2), (2, 1), (1, 1), True), (2, None, 0, False), (3, 2, 1, False)]
+
+
+@pytest.mark.parametrize("options", SMALL_OPTIONS, ids=options_id)
+def test_max_pool2d_backward_matches_finite_differences(options):
+    kernel, stride, padding, ceil_mode = options
+    x, grad_y = pool_case(options, 7, shape=(1, 2, 5, 4))
+    gy = grad_y.astype(np.float64)
+
+    def loss(v):
+        return np.sum(ref.max_pool2d(v, kernel, stride, padding, ceil_mode) * gy)
+
+    check_gradient(loss, x, ref.max_pool2d_backward(gy, x, kernel, stride, padding, ceil_mode),
+                   rtol=1e-7)
+    check_gradient(loss, x, ops.max_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode),
+                   rtol=1e-5)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("options", SMALL_OPTIONS, ids=options_id)
+def test_avg_pool2d_backward_matches_finite_differences(options, count_include_pad):
+    kernel, stride, padding, ceil_mode = options
+    args = (kernel, stride, padding, ceil_mode, count_include_pad)
+    x, grad_y = pool_case(options, 8, shape=(1, 2, 5, 4))
+    gy = grad_y.astype(np.float64)
+
+    def loss(v):
+        return np.sum(ref.avg_pool2d(v, *args) * gy)
+
+    check_gradient(loss, x, ref.avg_pool2d_backward(gy, x, *args), rtol=1e-7)
+    check_gradient(loss, x, ops.avg_pool2d_backward(grad_y, x, *args), rtol=1e-5)
+
+
+def test_pool_larger_batch_matches_reference():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((5, 16, 17, 15)).astype(np.float32)
+    grad_y = rng.standard_normal((5, 16, 9, 8)).astype(np.float32)
+    np.testing.assert_array_equal(ops.max_pool2d(x, 3, 2, 1), ref.max_pool2d(x, 3, 2, 1))
+    ref.assert_close(ops.max_pool2d_backward(grad_y, x, 3, 2, 1),
+                     ref.max_pool2d_backward(grad_y.astype(np.float64), x, 3, 2, 1), terms=4)
+    ref.assert_close(ops.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+                     ref.avg_pool2d(x, 3, 2, 1, count_include_pad=False), terms=9)
+    ref.assert_close(ops.avg_pool2d_backward(grad_y, x, 3, 2, 1, count_include_pad=False),
+                     ref.avg_pool2d_backward(grad_y.astype(np.float64), x, 3, 2, 1,
+                                             count_include_pad=False), terms=9)
+
+
+def test_pool_accepts_other_dtypes_and_views():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 9, 8))
+    view = x[:, ::-1, ::1, :]
+    expected = ops.max_pool2d(np.ascontiguousarray(view, dtype=np.float32), 2)
+    np.testing.assert_array_equal(ops.max_pool2d(view, 2), expected)
+    xi = rng.integers(-50, 50, size=(1, 2, 6, 6)).astype(np.int16)
+    np.testing.assert_array_equal(ops.avg_pool2d(xi, 2), ref.avg_pool2d(xi.astype(np.float64), 2))
+
+
+# --- PyTorch as a second oracle, where it is installed --------------------------------------------
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_pool_matches_torch(count_include_pad):
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    rng = np.random.default_rng(11)
+    for options in OPTIONS:
+        kernel, stride, padding, ceil_mode = options
+        x, grad_y = pool_case(options, 12, shape=(2, 3, 7, 8))
+        xt = torch.from_numpy(x).requires_grad_(True)
+        torch_stride = kernel if stride is None else stride
+        y_max = functional.max_pool2d(xt, kernel, torch_stride, padding, ceil_mode=ceil_mode)
+        (grad_max,) = torch.autograd.grad(y_max, xt, torch.from_numpy(grad_y))
+        np.testing.assert_array_equal(ops.max_pool2d(x, *options), y_max.detach().numpy())
+        np.testing.assert_allclose(ops.max_pool2d_backward(grad_y, x, *options), grad_max.numpy(),
+                                   rtol=1e-6, atol=1e-6)
+        y_avg = functional.avg_pool2d(xt, kernel, torch_stride, padding, ceil_mode=ceil_mode,
+                                      count_include_pad=count_include_pad)
+        (grad_avg,) = torch.autograd.grad(y_avg, xt, torch.from_numpy(grad_y))
+        np.testing.assert_allclose(ops.avg_pool2d(x, *options, count_include_pad),
+                                   y_avg.detach().numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            ops.avg_pool2d_backward(grad_y, x, *options, count_include_pad), grad_avg.numpy(),
+            rtol=1e-6, atol=1e-6,
+        )
+    # Ties: PyTorch sends the gradient to the first maximum too.
+    x = rng.integers(0, 2, size=(2, 3, 8, 7)).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    y = functional.max_pool2d(xt, 3, 1, 1)
+    (grad,) = torch.autograd.grad(y, xt, torch.ones_like(y))
+    np.testing.assert_array_equal(
+        ops.max_pool2d_backward(np.ones(y.shape, np.float32), x, 3, 1, 1), grad.numpy()
+    )

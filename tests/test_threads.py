@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+
+import deepstyle
+from deepstyle import _cpu, ops
+
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
+
+def normal(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+# Each threaded kernel on shapes that take each of its parallel paths; every function returns
+# its outputs by name.
+
+
+def gemm_results(rng):
+    # Few row blocks (threads split the tiles of one) and many (threads take whole row blocks).
+    c = normal(rng, 400, 70)
+    return {
+        "small": ops.gemm(normal(rng, 50, 300), normal(rng, 300, 90)),
+        "large": ops.gemm(normal(rng, 700, 257), normal(rng, 129, 257), trans_b=True),
+        "beta": ops.gemm(normal(rng, 300, 400), normal(rng, 300, 70), c, trans_a=True, beta=0.5),
+    }
+
+
+def conv_results(rng):
+    # Batch 1 (threaded GEMM) and batches larger than the thread count (threads over images).
+    out = {}
+    for n, (k, c, r), stride, padding in [(1, (16, 8, 3), 1, 1), (5, (12, 6, 3), 2, 1),
+                                          (5, (10, 7, 1), 1, 0), (3, (8, 4, 5), 1, 2)]:
+        x, w, b = normal(rng, n, c, 19, 17), normal(rng, k, c, r, r), normal(rng, k)
+        y = ops.conv2d(x, w, b, stride, padding)
+        grads = ops.conv2d_backward(normal(rng, *y.shape), x, w, stride, padding)
+        for name, value in zip(["y", "grad_x", "grad_weight", "grad_bias"], (y, *grads)):
+            out[f"n={n} k={r} {name}"] = value
+    return out
+
+
+def pool_results(rng):
+    x = normal(rng, 6, 16, 33, 31)
+    y_max, y_avg = ops.max_pool2d(x, 3, 2, 1, True), ops.avg_pool2d(x, 2)
+    return {
+        "max": y_max,
+        "max grad": ops.max_pool2d_backward(normal(rng, *y_max.shape), x, 3, 2, 1, True),
+        "avg": y_avg,
+        "avg grad": ops.avg_pool2d_backward(normal(rng, *y_avg.shape), x, 2),
+    }
+
+
+def gram_results(rng):
+    f = normal(rng, 2, 64, 40, 40)
+    return {"gram": ops.gram(f), "grad": ops.gram_backward(normal(rng, 2, 64, 64), f)}
+
+
+def elementwise_results(rng):
+    big = normal(rng, 300_000)  # above the size where the loops go parallel
+    return {"sigmoid": ops.sigmoid(big), "tanh grad": ops.tanh_backward(big, ops.tanh(big))}
+
+
+KERNELS = [gemm_results, conv_results, pool_results, gram_results, elementwise_results]
+
+
+@pytest.mark.parametrize("results", KERNELS, ids=lambda f: f.__name__.removesuffix("_results"))
+def test_one_and_two_threads_give_identical_results(results):
+    deepstyle.set_num_threads(1)
+    one = results(np.random.default_rng(0))
+    deepstyle.set_num_threads(2)
+    two = results(np.random.default_rng(0))
+    differ = [name for name in one if not np.array_equal(one[name], two[name])]
+    assert not differ, f"results differ between 1 and 2 threads: {differ}"
+
+
+@pytest.mark.parametrize("results", KERNELS, ids=lambda f: f.__name__.removesuffix("_results"))
+def test_repeated_runs_give_identical_results(results):
+    deepstyle.set_num_threads(2)
+    first, second = results(np.random.default_rng(1)), results(np.random.default_rng(1))
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+def test_set_and_get_num_threads():
+    deepstyle.set_num_threads(1)
+    assert deepstyle.get_num_threads() == 1
+    deepstyle.set_num_threads(np.int64(3))
+    assert deepstyle.get_num_threads() == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, -100, 10**6, 2**40])
+def test_set_num_threads_rejects_out_of_range_counts(bad):
+    deepstyle.set_num_threads(2)
+    with pytest.raises(ValueError, match=r"\bn\b.*got"):
+        deepstyle.set_num_threads(bad)
+    assert deepstyle.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [1.5, 2.0, "2", None, True])
+def test_set_num_threads_rejects_non_integers(bad):
+    with pytest.raises(TypeError, match=r"\bn\b.*got"):
+        deepstyle.set_num_threads(bad)
+
+
+def test_default_is_all_cores(run_python):
+    result = run_python("-c", "import deepstyle, deepstyle._cpu as c; "
+                        "print(deepstyle.get_num_threads(), c.max_hardware_threads())")
+    assert result.returncode == 0, result.stderr
+    threads, cores = result.stdout.split()
+    assert threads == cores and int(cores) >= 1
+
+
+@pytest.mark.parametrize("value", ["1", "3", " 2 "])
+def test_environment_variable_sets_thread_count(run_python, value):
+    result = run_python("-c", "import deepstyle; print(deepstyle.get_num_threads())",
+                        env={"DEEPSTYLE_NUM_THREADS": value})
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == int(value)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "99999"])
+def test_environment_variable_bad_value_is_a_clear_error(run_python, value):
+    result = run_python("-c", "import deepstyle", env={"DEEPSTYLE_NUM_THREADS": value})
+    assert result.returncode == 1  # a Python exception, not a crash
+    assert "ValueError: DEEPSTYLE_NUM_THREADS" in result.stderr
+    assert repr(value) in result.stderr
+
+
+def test_max_hardware_threads_is_positive():
+    assert _cpu.max_hardware_threads() >= 1
