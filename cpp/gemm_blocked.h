@@ -1,0 +1,260 @@
+// The blocked SGEMM driver, generic over where op(A) and op(B) come from and where C goes, so
+// that convolutions can pack their im2col panels straight from the image (implicit GEMM) and write
+// a batch of images' outputs in NCHW without an intermediate matrix.
+//
+// C (M x N) = alpha * op(A) (M x K) * op(B) (K x N) + beta * C (+ a per-row bias).
+//
+// Loops, outermost first (BLIS/GotoBLAS order): jc over NC-wide column blocks of C; pc over
+// KC-deep slices of K, with the KC x NC block of op(B) packed cooperatively into NR-wide panels
+// (shared, in L2/L3); each thread then owns a fixed slice of the tiles, either a range of rows or
+// a range of panels, whichever splits more evenly; it packs MC x KC blocks of op(A) for its rows
+// into MR-tall panels (private, in L2) and runs the register-blocked micro-kernel over every
+// (MR x NR) tile: one B panel stays in L1 while the A panels stream past it, and the MR x NR
+// accumulators stay in registers. Packing pads edges with zeros, so the micro-kernel never
+// branches on size; partial tiles and tiles whose columns are not contiguous in C go through a
+// small buffer.
+//
+// Every element of C is summed by one thread in the same fixed order whatever the partition, so
+// results are bitwise identical from run to run and across thread counts.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "simd.h"
+
+namespace ds {
+namespace blocked {
+
+constexpr int NV = kVecWidth == 16 ? 3 : 2;
+constexpr int NR = NV * kVecWidth;            // 48 with AVX-512: 8 x 3 = 24 zmm accumulators
+constexpr int MR = kVecWidth == 16 ? 8 : 6;
+constexpr int64_t KC = 512;
+constexpr int64_t MC = MR * 16;
+constexpr int64_t NC = NR * 96;
+
+// A growable 64-byte-aligned scratch buffer that lives as long as its (thread_local) owner, so
+// that repeated calls do not allocate.
+class Scratch {
+ public:
+  ~Scratch() { std::free(data_); }
+  float* get(int64_t n) {
+    if (n > size_) {
+      std::free(data_);
+      size_ = n;
+      data_ = static_cast<float*>(std::aligned_alloc(64, ((size_t)n * 4 + 63) / 64 * 64));
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  int64_t size_ = 0;
+};
+
+// op(A) from a row-major matrix: pack(i0, rows, k0, kc, dst) writes rows [i0, i0+rows) x depth
+// [k0, k0+kc) as an MR-tall panel, k-major, zero-padded to MR rows.
+struct MatrixA {
+  const float* A;
+  int64_t lda;
+  bool trans;
+  void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) const {
+    if (trans) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = A + (k0 + k) * lda + i0;
+        float* d = dst + k * MR;
+        int64_t r = 0;
+        for (; r < rows; ++r) d[r] = src[r];
+        for (; r < MR; ++r) d[r] = 0.0f;
+      }
+      return;
+    }
+    for (int64_t r = 0; r < MR; ++r) {
+      if (r < rows) {
+        const float* src = A + (i0 + r) * lda + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
+      }
+    }
+  }
+};
+
+// op(B) from a row-major matrix: pack(k0, kc, j0, cols, dst) writes depth [k0, k0+kc) x columns
+// [j0, j0+cols) as one NR-wide panel, k-major, zero-padded to NR columns.
+struct MatrixB {
+  const float* B;
+  int64_t ldb;
+  bool trans;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
+    if (trans) {
+      for (int64_t c = 0; c < NR; ++c) {
+        if (c < cols) {
+          const float* src = B + (j0 + c) * ldb + k0;
+          for (int64_t k = 0; k < kc; ++k) dst[k * NR + c] = src[k];
+        } else {
+          for (int64_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.0f;
+        }
+      }
+      return;
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = B + (k0 + k) * ldb + j0;
+      float* d = dst + k * NR;
+      if (cols == NR) {
+        for (int v = 0; v < NV; ++v) vstore(d + v * kVecWidth, vload(src + v * kVecWidth));
+      } else {
+        int64_t c = 0;
+        for (; c < cols; ++c) d[c] = src[c];
+        for (; c < NR; ++c) d[c] = 0.0f;
+      }
+    }
+  }
+};
+
+// C as a row-major matrix. at(i, j) addresses element (i, j); contiguous(j0, cols) says whether
+// columns [j0, j0+cols) of every row are adjacent in memory with rows ld() apart.
+struct MatrixC {
+  float* C;
+  int64_t ldc;
+  float* at(int64_t i, int64_t j) const { return C + i * ldc + j; }
+  int64_t ld() const { return ldc; }
+  bool contiguous(int64_t, int64_t) const { return true; }
+};
+
+// acc (MR x NR) = sum over k of a[k, :]^T b[k, :], stored to c (row stride ldc) as
+// alpha * acc + beta * c + bias[row]; beta == 0 never reads c, bias may be null.
+inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
+                         float alpha, float beta, const float* bias, float* c, int64_t ldc) {
+  vfloat acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = vfloat{};
+  for (int64_t k = 0; k < kc; ++k) {
+    vfloat bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = vload(b + k * NR + v * kVecWidth);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const vfloat ar = vbroadcast(a[k * MR + r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] += ar * bv[v];
+    }
+  }
+  const vfloat va = vbroadcast(alpha), vb = vbroadcast(beta);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    float* cr = c + r * ldc;
+    const vfloat vbias = vbroadcast(bias ? bias[r] : 0.0f);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      vfloat out = va * acc[r][v] + vbias;
+      if (beta != 0.0f) out += vb * vload(cr + v * kVecWidth);
+      vstore(cr + v * kVecWidth, out);
+    }
+  }
+}
+
+// One (rows x cols) tile of C at (i0, j0): straight into C when it is a full tile with
+// contiguous columns, else through a buffer.
+template <typename CDst>
+inline void tile(int64_t kc, const float* a, const float* b, float alpha, float beta,
+                 const float* bias, const CDst& C, int64_t i0, int64_t j0, int64_t rows,
+                 int64_t cols) {
+  if (rows == MR && cols == NR && C.contiguous(j0, cols)) {
+    micro_kernel(kc, a, b, alpha, beta, bias ? bias + i0 : nullptr, C.at(i0, j0), C.ld());
+    return;
+  }
+  alignas(64) float buf[MR * NR];
+  micro_kernel(kc, a, b, alpha, 0.0f, nullptr, buf, NR);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      float* dst = C.at(i0 + r, j0 + c);
+      float v = buf[r * NR + c];
+      if (beta != 0.0f) v += beta * *dst;
+      if (bias) v += bias[i0 + r];
+      *dst = v;
+    }
+}
+
+inline Scratch& packed_b_scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+inline Scratch& packed_a_scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+
+// Even split of [0, n) into `parts` contiguous ranges; returns range `i`.
+inline void split_range(int64_t n, int parts, int i, int64_t& lo, int64_t& hi) {
+  lo = n * i / parts;
+  hi = n * (i + 1) / parts;
+}
+
+// C = alpha * op(A) op(B) + beta * C, plus bias[i] on row i when bias is not null. K must be > 0.
+template <typename ASrc, typename BSrc, typename CDst>
+void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSrc& B, float beta,
+          const CDst& C, const float* bias, int threads) {
+  if (M <= 0 || N <= 0) return;
+  const int64_t m_tiles = (M + MR - 1) / MR;
+  const int64_t nc_max = std::min(NC, (N + NR - 1) / NR * NR);
+  const int64_t kc_max = std::min(KC, K);
+  float* packed_b = packed_b_scratch().get(kc_max * nc_max);
+  threads = std::max(1, std::min<int>(threads, (int)std::max(m_tiles, (N + NR - 1) / NR)));
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    float* packed_a = packed_a_scratch().get(kc_max * std::min(MC, m_tiles * MR));
+    for (int64_t j0 = 0; j0 < N; j0 += NC) {
+      const int64_t nc = std::min(NC, N - j0);
+      const int64_t panels = (nc + NR - 1) / NR;
+      // Split rows when they share out at least as evenly as the panels do.
+      const auto waste = [nt](int64_t units) { return (units + nt - 1) / nt * nt - units; };
+      const bool split_rows = waste(m_tiles) * panels <= waste(panels) * m_tiles;
+      int64_t t_lo, t_hi, p_lo, p_hi;
+      if (split_rows) {
+        split_range(m_tiles, nt, tid, t_lo, t_hi);
+        p_lo = 0, p_hi = panels;
+      } else {
+        split_range(panels, nt, tid, p_lo, p_hi);
+        t_lo = 0, t_hi = m_tiles;
+      }
+      int64_t b_lo, b_hi;  // panels this thread packs
+      split_range(panels, nt, tid, b_lo, b_hi);
+      for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        const float beta_here = k0 == 0 ? beta : 1.0f;
+        const float* bias_here = k0 == 0 ? bias : nullptr;
+        for (int64_t p = b_lo; p < b_hi; ++p)
+          B.pack(k0, kc, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR), packed_b + p * NR * kc);
+        if (nt > 1) {
+#pragma omp barrier
+        }
+        for (int64_t t0 = t_lo; t0 < t_hi; t0 += MC / MR) {
+          const int64_t t1 = std::min(t_hi, t0 + MC / MR);
+          for (int64_t t = t0; t < t1; ++t)
+            A.pack(t * MR, std::min<int64_t>(MR, M - t * MR), k0, kc,
+                   packed_a + (t - t0) * MR * kc);
+          for (int64_t p = p_lo; p < p_hi; ++p)
+            for (int64_t t = t0; t < t1; ++t)
+              tile(kc, packed_a + (t - t0) * MR * kc, packed_b + p * NR * kc, alpha, beta_here,
+                   bias_here, C, t * MR, j0 + p * NR, std::min<int64_t>(MR, M - t * MR),
+                   std::min<int64_t>(NR, nc - p * NR));
+        }
+        if (nt > 1) {
+#pragma omp barrier
+        }
+      }
+    }
+  }
+}
+
+}  // namespace blocked
+}  // namespace ds
