@@ -1,0 +1,121 @@
+"""A chain of named, frozen layers whose activations can be tapped, with one backward sweep.
+
+``forward(x, taps)`` runs the chain only as far as the deepest requested tap and returns those
+activations; ``backward(grads)`` walks back from the deepest tap that has a gradient, adding
+each tap's gradient to the running gradient as the sweep passes that layer. Weights are frozen,
+so each layer computes only the gradient with respect to its input. The activations are the
+layers' own caches (each layer keeps a reference to its input, no copies): the returned arrays
+must not be modified in place.
+"""
+
+from __future__ import annotations
+
+
+def check_taps(taps, layer_names, what="taps"):
+    """``taps`` as a list of known layer names (a single name is accepted too)."""
+    if isinstance(taps, str):
+        taps = [taps]
+    taps = list(taps)
+    unknown = [name for name in taps if name not in layer_names]
+    if unknown:
+        raise ValueError(
+            f"{what}: {', '.join(map(repr, unknown))} not in the network; it has {', '.join(layer_names)}"
+        )
+    return taps
+
+
+def check_input(x, min_size, what):
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"x: expected a (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
+    if min(x.shape[2:]) < min_size:
+        raise ValueError(
+            f"x: expected height and width of at least {min_size} pixels for {what}, got "
+            f"{x.shape[2]}x{x.shape[3]}"
+        )
+
+
+def add_tap_gradient(grad, tap_grad, name, shape):
+    """``grad + tap_grad``; ``grad`` (None or an array the sweep owns) is updated in place."""
+    if tuple(tap_grad.shape) != tuple(shape):
+        raise ValueError(f"grads[{name!r}]: expected shape {tuple(shape)} (the activation's), got {tuple(tap_grad.shape)}")
+    if grad is None:
+        return tap_grad  # the caller's array: never written to
+    grad += tap_grad
+    return grad
+
+
+class FeatureNet:
+    """Named layers in a chain, an input convention and a description; see the module doc."""
+
+    def __init__(self, layers, convention, description, downsampling, default_layers=None):
+        self._layers = list(layers)
+        self.layer_names = [name for name, _ in self._layers]
+        self._position = {name: i for i, name in enumerate(self.layer_names)}
+        self._downsampling = dict(downsampling)  # layer name -> total stride of its output
+        self.convention = convention
+        self.description = description
+        # tap names to use when the caller has no recipe for this network (random nets whose
+        # layers are not VGG's), as {"content": (...), "style": (...)}; None for VGG names
+        self.default_layers = default_layers
+        self._ran = 0  # layers whose forward caches are waiting for a backward
+        self._tap_shapes = {}
+        for _, layer in self._layers:
+            layer.trainable = False
+
+    def __repr__(self):
+        return f"<FeatureNet {self.description}: {' '.join(self.layer_names)}>"
+
+    @property
+    def min_size(self):
+        """Smallest input side the whole (truncated) network accepts."""
+        return max(self._downsampling.values())
+
+    def preprocess(self, image):
+        return self.convention.preprocess(image)
+
+    def deprocess(self, x):
+        return self.convention.deprocess(x)
+
+    def forward(self, x, taps):
+        taps = check_taps(taps, self.layer_names)
+        if not taps:
+            raise ValueError("taps: expected at least one layer name, got none")
+        deepest = max(self._position[name] for name in taps)
+        check_input(x, self._downsampling[self.layer_names[deepest]], f"layers up to {self.layer_names[deepest]}")
+        self._release()
+        wanted = set(taps)
+        features = {}
+        for name, layer in self._layers[: deepest + 1]:
+            x = layer.forward(x)
+            if name in wanted:
+                features[name] = x
+        self._ran = deepest + 1
+        self._tap_shapes = {name: f.shape for name, f in features.items()}
+        return features
+
+    def backward(self, grads):
+        if not self._ran:
+            raise RuntimeError("backward: no forward pass to go back through (call forward first)")
+        names = check_taps(list(grads), self.layer_names, "grads")
+        missing = [name for name in names if name not in self._tap_shapes]
+        if missing:
+            raise ValueError(f"grads: {', '.join(missing)} were not tapped by the last forward pass "
+                             f"({', '.join(self._tap_shapes)})")
+        if not names:
+            raise ValueError("grads: expected a gradient for at least one tapped layer, got none")
+        deepest = max(self._position[name] for name in names)
+        for _, layer in self._layers[deepest + 1 : self._ran]:
+            layer.clear()
+        grad = None
+        for name, layer in reversed(self._layers[: deepest + 1]):
+            if name in grads:
+                grad = add_tap_gradient(grad, grads[name], name, self._tap_shapes[name])
+            grad = layer.backward(grad)
+        self._ran = 0
+        return grad
+
+    def _release(self):
+        for _, layer in self._layers[: self._ran]:
+            layer.clear()
+        self._ran = 0
+
