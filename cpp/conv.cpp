@@ -1,57 +1,171 @@
-// 2-D convolution as GEMM over an im2col matrix, one image at a time.
+// 2-D convolution as implicit GEMM: the blocked GEMM of gemm_blocked.h packs its panels straight
+// from the images, so no im2col matrix is ever stored, and a whole batch is one GEMM (small
+// images still give the micro-kernel long rows). With col[(c, r, t), (n, p, q)] =
+// x[n, c, p*stride_h - pad_h + r, q*stride_w - pad_w + t] (zero outside the image):
 //
-// forward:      y[n] (K x PQ)        = W (K x CRS) . col[n] (CRS x PQ) + bias
-// grad_weight:  dW (K x CRS)        += dy[n] (K x PQ) . col[n]^T
-// grad_x:       dcol (CRS x PQ)      = W^T . dy[n], scattered back by col2im
-// A 1x1, stride-1, unpadded convolution uses the image itself as its col matrix. When the batch
-// is at least as large as the thread count, threads take whole images (serial GEMMs, one col
-// buffer each); otherwise images go one by one through the threaded GEMM. grad_weight partial
-// sums are per thread and added in thread order, so results repeat for a fixed thread count.
+// forward:      y (K x N.PQ, NCHW)   = W (K x CRS) . col (CRS x N.PQ) + bias
+// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T
+// grad_x:       with stride 1, a forward convolution of dy with the weights flipped and
+//               transposed, padding R-1-pad (negative padding crops); with larger strides,
+//               dcol = W^T . dy[n] per image, scattered back by col2im.
+//
+// Every output element is summed by one thread in a fixed order (grad_bias: one double sum per
+// channel), so results are bitwise identical from run to run.
 #include "conv.h"
-
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "gemm.h"
+#include "gemm_blocked.h"
 #include "threads.h"
 
 namespace ds {
 namespace {
 
-int64_t col_rows(const Conv2dShape& s) { return s.C * s.R * s.S; }
-int64_t col_cols(const Conv2dShape& s) { return s.P * s.Q; }
+using blocked::MR;
+using blocked::NR;
 
-bool is_pointwise(const Conv2dShape& s) {
-  return s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
-         s.pad_w == 0;
+// dst[i * dst_step] = row[iw0 + i * src_step] for i in [0, len), zero where the source index
+// falls outside [0, W).
+inline void gather_clipped(float* dst, int64_t dst_step, const float* row, int64_t iw0,
+                           int64_t src_step, int64_t len, int64_t W) {
+  if (dst_step == 1 && src_step == 1) {
+    const int64_t lo = std::clamp<int64_t>(-iw0, 0, len), hi = std::clamp<int64_t>(W - iw0, lo, len);
+    std::fill(dst, dst + lo, 0.0f);
+    std::memcpy(dst + lo, row + iw0 + lo, sizeof(float) * (hi - lo));
+    std::fill(dst + hi, dst + len, 0.0f);
+    return;
+  }
+  for (int64_t i = 0; i < len; ++i) {
+    const int64_t iw = iw0 + i * src_step;
+    dst[i * dst_step] = (iw >= 0 && iw < W) ? row[iw] : 0.0f;
+  }
 }
 
-// col[(c, r, t), (p, q)] = x[c, p*stride_h - pad_h + r, q*stride_w - pad_w + t], zero outside.
-void im2col(const Conv2dShape& s, const float* x, float* col) {
-  for (int64_t c = 0; c < s.C; ++c)
-    for (int64_t r = 0; r < s.R; ++r)
-      for (int64_t t = 0; t < s.S; ++t) {
-        float* row = col + ((c * s.R + r) * s.S + t) * s.P * s.Q;
-        for (int64_t p = 0; p < s.P; ++p) {
-          float* out = row + p * s.Q;
-          const int64_t ih = p * s.stride_h - s.pad_h + r;
+// A run of output positions (n, p, q .. q+len-1) that lie in one image row.
+struct Run {
+  int64_t n, p, q, len;
+};
+
+// Splits output positions [j0, j0 + cols) of the flattened (n, p, q) range into runs.
+inline int runs_of(const Conv2dShape& s, int64_t j0, int64_t cols, Run* runs) {
+  int count = 0;
+  int64_t n = j0 / (s.P * s.Q), pq = j0 % (s.P * s.Q), p = pq / s.Q, q = pq % s.Q;
+  while (cols > 0) {
+    const int64_t len = std::min(cols, s.Q - q);
+    runs[count++] = {n, p, q, len};
+    cols -= len;
+    q = 0;
+    if (++p == s.P) p = 0, ++n;
+  }
+  return count;
+}
+
+// op(B) = col (CRS x N.PQ), for the forward pass: a panel is kc taps (c, r, t) by NR output
+// positions, each tap a few clipped runs of one input row.
+struct ImageColumns {
+  const Conv2dShape& s;
+  const float* x;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
+    Run runs[NR];
+    const int count = runs_of(s, j0, cols, runs);
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t tap = k0 + k, c = tap / (s.R * s.S), r = tap / s.S % s.R, t = tap % s.S;
+      float* d = dst + k * NR;
+      for (int i = 0; i < count; ++i) {
+        const Run& run = runs[i];
+        const int64_t ih = run.p * s.stride_h - s.pad_h + r;
+        if (ih < 0 || ih >= s.H) {
+          std::fill(d, d + run.len, 0.0f);
+        } else {
+          const float* row = x + ((run.n * s.C + c) * s.H + ih) * s.W;
+          gather_clipped(d, 1, row, run.q * s.stride_w - s.pad_w + t, s.stride_w, run.len, s.W);
+        }
+        d += run.len;
+      }
+      std::fill(d, dst + (k + 1) * NR, 0.0f);
+    }
+  }
+};
+
+// op(B) = col^T (N.PQ x CRS), for grad_weight: a panel is kc output positions by NR taps, each
+// tap filled down the panel from clipped runs of input rows.
+struct ImageColumnsT {
+  const Conv2dShape& s;
+  const float* x;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
+    constexpr int64_t max_runs = 512;
+    Run runs[max_runs];
+    for (int64_t c0 = 0; c0 < NR; ++c0)
+      if (c0 >= cols)
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + c0] = 0.0f;
+    // Runs along the reduction dimension, in chunks that fit the run buffer.
+    for (int64_t kk = 0; kk < kc;) {
+      const int64_t span = std::min<int64_t>(kc - kk, max_runs);
+      const int count = runs_of(s, k0 + kk, span, runs);
+      for (int64_t col = 0; col < cols; ++col) {
+        const int64_t tap = j0 + col, c = tap / (s.R * s.S), r = tap / s.S % s.R, t = tap % s.S;
+        float* d = dst + kk * NR + col;
+        for (int i = 0; i < count; ++i) {
+          const Run& run = runs[i];
+          const int64_t ih = run.p * s.stride_h - s.pad_h + r;
           if (ih < 0 || ih >= s.H) {
-            std::memset(out, 0, sizeof(float) * s.Q);
-            continue;
+            for (int64_t m = 0; m < run.len; ++m) d[m * NR] = 0.0f;
+          } else {
+            const float* row = x + ((run.n * s.C + c) * s.H + ih) * s.W;
+            gather_clipped(d, NR, row, run.q * s.stride_w - s.pad_w + t, s.stride_w, run.len, s.W);
           }
-          const float* in = x + (c * s.H + ih) * s.W;
-          for (int64_t q = 0; q < s.Q; ++q) {
-            const int64_t iw = q * s.stride_w - s.pad_w + t;
-            out[q] = (iw >= 0 && iw < s.W) ? in[iw] : 0.0f;
-          }
+          d += run.len * NR;
         }
       }
-}
+      kk += span;
+    }
+  }
+};
 
-// Adjoint of im2col: x[c, ih, iw] += col[(c, r, t), (p, q)] over all taps that read (ih, iw).
+// op(A) = dy viewed as K x N.PQ, for grad_weight.
+struct OutputRows {
+  const Conv2dShape& s;
+  const float* dy;
+  void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) const {
+    const int64_t pq = s.P * s.Q;
+    for (int64_t r = 0; r < MR; ++r) {
+      if (r >= rows) {
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
+        continue;
+      }
+      int64_t n = k0 / pq, j = k0 % pq;
+      for (int64_t k = 0; k < kc;) {
+        const int64_t len = std::min(kc - k, pq - j);
+        const float* src = dy + (n * s.K + i0 + r) * pq + j;
+        for (int64_t m = 0; m < len; ++m) dst[(k + m) * MR + r] = src[m];
+        k += len;
+        j = 0;
+        ++n;
+      }
+    }
+  }
+};
+
+// C = y (N, K, P, Q) seen as K x N.PQ: column j is image j / PQ, position j % PQ.
+struct BatchOutput {
+  const Conv2dShape& s;
+  float* y;
+  float* at(int64_t i, int64_t j) const {
+    const int64_t pq = s.P * s.Q;
+    return y + (j / pq * s.K + i) * pq + j % pq;
+  }
+  int64_t ld() const { return s.P * s.Q; }
+  bool contiguous(int64_t j0, int64_t cols) const {
+    const int64_t pq = s.P * s.Q;
+    return j0 / pq == (j0 + cols - 1) / pq;
+  }
+};
+
+// Adjoint of im2col for one image: x[c, ih, iw] += col[(c, r, t), (p, q)] over all taps that
+// read (ih, iw).
 void col2im(const Conv2dShape& s, const float* col, float* x) {
   std::memset(x, 0, sizeof(float) * s.C * s.H * s.W);
   for (int64_t c = 0; c < s.C; ++c)
@@ -71,24 +185,38 @@ void col2im(const Conv2dShape& s, const float* col, float* x) {
       }
 }
 
-using Gemm = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                      const float*, int64_t, float, float*, int64_t);
+void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
+                  float* y) {
+  const int64_t crs = s.C * s.R * s.S;
+  blocked::gemm(s.K, s.N * s.P * s.Q, crs, 1.0f, blocked::MatrixA{weight, crs, false},
+                ImageColumns{s, x}, 0.0f, BatchOutput{s, y}, bias, num_threads());
+}
 
-// Runs body(n, col_buffer, gemm) for every image n: threads over images when the batch can
-// feed them all, else images in turn with the threaded GEMM.
-template <typename Body>
-void for_each_image(const Conv2dShape& s, int64_t col_floats, Body body) {
-  const int threads = num_threads();
-  if (s.N >= threads && threads > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      std::vector<float> col(col_floats);
-#pragma omp for schedule(static)
-      for (int64_t n = 0; n < s.N; ++n) body(n, col.data(), omp_get_thread_num(), &sgemm_serial);
-    }
-  } else {
-    std::vector<float> col(col_floats);
-    for (int64_t n = 0; n < s.N; ++n) body(n, col.data(), 0, &sgemm);
+// grad_x of a stride-1 convolution: the forward convolution of grad_y with weight'[c, k] =
+// weight[k, c] rotated by 180 degrees, padded by R-1-pad.
+void grad_x_stride1(const Conv2dShape& s, const float* grad_y, const float* weight,
+                    float* grad_x) {
+  std::vector<float> flipped(s.C * s.K * s.R * s.S);
+  for (int64_t k = 0; k < s.K; ++k)
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t r = 0; r < s.R; ++r)
+        for (int64_t t = 0; t < s.S; ++t)
+          flipped[((c * s.K + k) * s.R + (s.R - 1 - r)) * s.S + (s.S - 1 - t)] =
+              weight[((k * s.C + c) * s.R + r) * s.S + t];
+  const Conv2dShape adjoint{s.N, s.K, s.P, s.Q, s.C, s.R, s.S, 1, 1,
+                            s.R - 1 - s.pad_h, s.S - 1 - s.pad_w, s.H, s.W};
+  forward_gemm(adjoint, grad_y, flipped.data(), nullptr, grad_x);
+}
+
+// grad_x for any stride: dcol = W^T . dy[n] for each image, then col2im.
+void grad_x_strided(const Conv2dShape& s, const float* grad_y, const float* weight,
+                    float* grad_x) {
+  const int64_t crs = s.C * s.R * s.S, pq = s.P * s.Q;
+  std::vector<float> col(crs * pq);
+  for (int64_t n = 0; n < s.N; ++n) {
+    sgemm(true, false, crs, pq, s.K, 1.0f, weight, crs, grad_y + n * s.K * pq, pq, 0.0f,
+          col.data(), pq);
+    col2im(s, col.data(), grad_x + n * s.C * s.H * s.W);
   }
 }
 
@@ -96,64 +224,35 @@ void for_each_image(const Conv2dShape& s, int64_t col_floats, Body body) {
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                     float* y) {
-  const int64_t crs = col_rows(s), pq = col_cols(s);
-  const bool pointwise = is_pointwise(s);
-  for_each_image(s, pointwise ? 0 : crs * pq, [&](int64_t n, float* col, int, Gemm gemm) {
-    const float* xn = x + n * s.C * s.H * s.W;
-    float* yn = y + n * s.K * pq;
-    if (!pointwise) im2col(s, xn, col);
-    gemm(false, false, s.K, pq, crs, 1.0f, weight, crs, pointwise ? xn : col, pq, 0.0f, yn, pq);
-    if (bias)
-      for (int64_t k = 0; k < s.K; ++k)
-        for (int64_t i = 0; i < pq; ++i) yn[k * pq + i] += bias[k];
-  });
+  forward_gemm(s, x, weight, bias, y);
 }
 
 void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
                      const float* weight, float* grad_x, float* grad_weight, float* grad_bias) {
-  const int64_t crs = col_rows(s), pq = col_cols(s);
-  const bool pointwise = is_pointwise(s);
-  const int threads = num_threads();
-  // Per-thread partial sums of grad_weight and grad_bias.
-  std::vector<float> dw_parts(grad_weight ? threads * s.K * crs : 0, 0.0f);
-  std::vector<double> db_parts(grad_bias ? threads * s.K : 0, 0.0);
-
-  for_each_image(s, pointwise ? 0 : crs * pq, [&](int64_t n, float* col, int tid, Gemm gemm) {
-    const float* xn = x + n * s.C * s.H * s.W;
-    const float* dyn = grad_y + n * s.K * pq;
-    if (grad_weight) {
-      if (!pointwise) im2col(s, xn, col);
-      gemm(false, true, s.K, crs, pq, 1.0f, dyn, pq, pointwise ? xn : col, pq, 1.0f,
-           dw_parts.data() + tid * s.K * crs, crs);
-    }
-    if (grad_bias)
-      for (int64_t k = 0; k < s.K; ++k) {
-        double sum = 0.0;
-        for (int64_t i = 0; i < pq; ++i) sum += dyn[k * pq + i];
-        db_parts[tid * s.K + k] += sum;
-      }
-    if (grad_x) {
-      float* dxn = grad_x + n * s.C * s.H * s.W;
-      if (pointwise) {
-        gemm(true, false, crs, pq, s.K, 1.0f, weight, crs, dyn, pq, 0.0f, dxn, pq);
-      } else {
-        gemm(true, false, crs, pq, s.K, 1.0f, weight, crs, dyn, pq, 0.0f, col, pq);
-        col2im(s, col, dxn);
-      }
-    }
-  });
-
-  if (grad_weight) {
-    std::memcpy(grad_weight, dw_parts.data(), sizeof(float) * s.K * crs);
-    for (int t = 1; t < threads; ++t)
-      for (int64_t i = 0; i < s.K * crs; ++i) grad_weight[i] += dw_parts[t * s.K * crs + i];
+  const int64_t crs = s.C * s.R * s.S, pq = s.P * s.Q;
+  if (s.N == 0) {  // an empty batch: zero gradients (the GEMMs below need a nonempty sum)
+    if (grad_weight) std::fill(grad_weight, grad_weight + s.K * crs, 0.0f);
+    if (grad_bias) std::fill(grad_bias, grad_bias + s.K, 0.0f);
+    return;
   }
-  if (grad_bias)
+  if (grad_x) {
+    if (s.stride_h == 1 && s.stride_w == 1)
+      grad_x_stride1(s, grad_y, weight, grad_x);
+    else
+      grad_x_strided(s, grad_y, weight, grad_x);
+  }
+  if (grad_weight)
+    blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y}, ImageColumnsT{s, x}, 0.0f,
+                  blocked::MatrixC{grad_weight, crs}, nullptr, num_threads());
+  if (grad_bias) {
+#pragma omp parallel for schedule(static) num_threads(num_threads())
     for (int64_t k = 0; k < s.K; ++k) {
       double sum = 0.0;
-      for (int t = 0; t < threads; ++t) sum += db_parts[t * s.K + k];
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t i = 0; i < pq; ++i) sum += grad_y[(n * s.K + k) * pq + i];
       grad_bias[k] = static_cast<float>(sum);
     }
+  }
 }
 
 }  // namespace ds
