@@ -193,13 +193,15 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _check_args(args):
+def _argument_error(args):
+    """What is wrong with the options, or None."""
     if args.iterations < 0:
-        raise ValueError(f"--iterations: expected a non-negative integer, got {args.iterations}")
+        return f"--iterations: expected a non-negative integer, got {args.iterations}"
     if not args.eta > 0 or not np.isfinite(args.eta):
-        raise ValueError(f"--eta: expected a positive learning rate, got {args.eta}")
+        return f"--eta: expected a positive learning rate, got {args.eta}"
     if args.record_every < 1:
-        raise ValueError(f"--record-every: expected a positive integer, got {args.record_every}")
+        return f"--record-every: expected a positive integer, got {args.record_every}"
+    return None
 
 
 def experiment(args, extra_point, plt):
@@ -250,7 +252,10 @@ def experiment(args, extra_point, plt):
 
 
 def run(args):
-    _check_args(args)
+    error = _argument_error(args)
+    if error:
+        print(f"deepstyle netbp: error: {error}", file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
     plt = _pyplot()
     interrupted = False
