@@ -262,7 +262,8 @@ def run(args):
     for extra_point in [False, True] if args.extra_point else [False]:
         s = experiment(args, extra_point, plt)
         label = f"{s['points']} points"
-        print(f"{label}: cost {s['initial_cost']:.4g} -> {s['final_cost']:.4g} after "
+        print(f"{label}: cost (sum of squared errors, as Listing 6.1; 2N x eq. (9)) "
+              f"{s['initial_cost']:.4g} -> {s['final_cost']:.4g} after "
               f"{s['steps']:,} steps in {s['seconds']:.1f} s "
               f"({1e6 * s['seconds'] / max(s['steps'], 1):.2f} us/step incl. recording); "
               f"{round(s['accuracy'] * s['points'])}/{s['points']} classified correctly")
