@@ -21,7 +21,9 @@ void elementwise(int64_t n, F f) {
 }  // namespace
 
 void relu_forward(int64_t n, const float* x, float* y) {
-  elementwise(n, [=](int64_t i) { y[i] = x[i] > 0.0f ? x[i] : 0.0f; });
+  // "not below zero" rather than "above zero", so that NaN passes through as in PyTorch
+  // instead of hiding a diverged computation.
+  elementwise(n, [=](int64_t i) { y[i] = x[i] < 0.0f ? 0.0f : x[i]; });
 }
 
 void relu_backward(int64_t n, const float* grad_y, const float* x, float* grad_x) {

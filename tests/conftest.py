@@ -31,3 +31,15 @@ def restore_threads():
     saved = deepstyle.get_num_threads()
     yield
     deepstyle.set_num_threads(saved)
+
+
+@pytest.fixture
+def torch_single_threaded(restore_threads):
+    """PyTorch, with it and us on one thread each: two OpenMP runtimes waking their threads
+    for thousands of tiny calls only wait on each other."""
+    torch = pytest.importorskip("torch")
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    deepstyle.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(saved)

@@ -183,7 +183,7 @@ def gram_backward(grad_g, x):
 
 
 def relu(x):
-    return np.where(x > 0, x, 0.0)
+    return np.maximum(x, 0.0)  # NaN stays NaN
 
 
 def relu_backward(grad_y, x):

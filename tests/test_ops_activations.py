@@ -106,3 +106,10 @@ def test_activations_accept_other_dtypes_and_views():
         ref.assert_close(backward(view, saved), ref_backward(view, saved.astype(np.float64)))
     xi = np.arange(-3, 4, dtype=np.int8)
     np.testing.assert_array_equal(ops.relu(xi), [0, 0, 0, 0, 1, 2, 3])
+
+
+def test_nan_propagates_through_forward_maps():
+    x = np.array([np.nan, -1.0, 2.0], np.float32)
+    for forward in (ops.relu, ops.leaky_relu, ops.sigmoid, ops.tanh):
+        y = forward(x)
+        assert np.isnan(y[0]) and np.all(np.isfinite(y[1:])), forward.__name__

@@ -136,8 +136,8 @@ def test_conv2d_output_size_rounds_down():
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_conv2d_matches_torch(case):
-    torch = pytest.importorskip("torch")
+def test_conv2d_matches_torch(torch_single_threaded, case):
+    torch = torch_single_threaded
     x, w, b, grad_y, stride, padding = make_case(case, 7)
     xt, wt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, w, b))
     yt = torch.nn.functional.conv2d(xt, wt, bt, stride, padding)
@@ -148,3 +148,45 @@ def test_conv2d_matches_torch(case):
         expected = expected.detach().numpy().astype(np.float64)
         scale = np.abs(expected).max()
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_conv2d_of_known_values():
+    x = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
+    ones = np.ones((1, 1, 2, 2), np.float32)
+    np.testing.assert_array_equal(ops.conv2d(x, ones)[0, 0], [[8, 12], [20, 24]])
+    # Padding 1, stride 2: windows over padded rows/cols -1..0 and 1..2.
+    np.testing.assert_array_equal(ops.conv2d(x, ones, stride=2, padding=1)[0, 0], [[0, 3], [9, 24]])
+    np.testing.assert_array_equal(ref.conv2d(x, ones, None, 2, 1)[0, 0], [[0, 3], [9, 24]])
+    # Cross-correlation, not convolution: the kernel is not flipped.
+    corner = np.zeros((1, 1, 2, 2), np.float32)
+    corner[0, 0, 0, 0] = 1.0
+    np.testing.assert_array_equal(ops.conv2d(x, corner)[0, 0], [[0, 1], [3, 4]])
+
+
+def random_cases(count, seed):
+    """Seeded random geometries, each dimension from 1 up, strides and paddings 0..3 in each
+    direction independently (paddings beyond the kernel included)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        n, c, h, w, k = rng.integers(1, [4, 6, 13, 13, 7])
+        r, s = rng.integers(1, 6, size=2)
+        stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        padding = tuple(int(v) for v in rng.integers(0, 4, size=2))
+        if r <= h + 2 * padding[0] and s <= w + 2 * padding[1]:
+            cases.append(((int(n), int(c), int(h), int(w)), (int(k), int(r), int(s)), stride,
+                          padding))
+    return cases
+
+
+@pytest.mark.parametrize("case", random_cases(40, 2024), ids=case_id)
+def test_conv2d_random_geometries_match_reference(case):
+    x, w, b, grad_y, stride, padding = make_case(case, 8)
+    ref.assert_close(ops.conv2d(x, w, b, stride, padding), ref.conv2d(x, w, b, stride, padding),
+                     terms=w[0].size)
+    grad_x, grad_w, grad_b = ops.conv2d_backward(grad_y, x, w, stride, padding)
+    ref_x, ref_w, ref_b = ref.conv2d_backward(grad_y.astype(np.float64), x, w, stride, padding)
+    n, k, p, q = grad_y.shape
+    ref.assert_close(grad_x, ref_x, terms=k * w.shape[2] * w.shape[3])
+    ref.assert_close(grad_w, ref_w, terms=n * p * q)
+    ref.assert_close(grad_b, ref_b, terms=n * p * q)

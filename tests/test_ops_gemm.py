@@ -125,3 +125,33 @@ def test_gemm_leaves_inputs_unchanged():
     ops.gemm(a, b, trans_a=True, trans_b=True)
     np.testing.assert_array_equal(a, a0)
     np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("a_shape,b_shape,alpha", [((4, 0), (0, 6), 1.0), ((4, 5), (5, 6), 0.0)])
+def test_gemm_without_products_overwrites_nan_c_when_beta_is_zero(a_shape, b_shape, alpha):
+    c = np.full((4, 6), np.nan, np.float32)
+    ops.gemm(np.ones(a_shape), np.ones(b_shape), c, alpha=alpha, beta=0.0)
+    np.testing.assert_array_equal(c, 0.0)
+
+
+def test_gemm_propagates_nan_from_inputs():
+    a = np.ones((13, 40), np.float32)
+    a[5, 17] = np.nan
+    c = ops.gemm(a, np.ones((40, 33), np.float32))
+    assert np.isnan(c[5]).all() and np.isfinite(np.delete(c, 5, axis=0)).all()
+
+
+def random_shapes(count, seed):
+    rng = np.random.default_rng(seed)
+    return [tuple(int(v) for v in rng.integers(1, 400, size=3)) for _ in range(count)]
+
+
+@pytest.mark.parametrize("m,n,k", random_shapes(12, 99))
+def test_gemm_random_shapes_match_reference(m, n, k):
+    rng = np.random.default_rng(m + n + k)
+    trans_a, trans_b = (bool(v) for v in rng.integers(0, 2, size=2))
+    a, b = operands(rng, m, n, k, trans_a, trans_b)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    c = ops.gemm(a, b, c0.copy(), trans_a=trans_a, trans_b=trans_b, alpha=0.75, beta=-0.5)
+    expected = ref.gemm(a, b, c0, trans_a=trans_a, trans_b=trans_b, alpha=0.75, beta=-0.5)
+    ref.assert_close(c, expected, terms=k)

@@ -79,8 +79,8 @@ def test_softmax_cross_entropy_accepts_views():
     ref.assert_close(grad, ref_grad, terms=5)
 
 
-def test_softmax_cross_entropy_matches_torch():
-    torch = pytest.importorskip("torch")
+def test_softmax_cross_entropy_matches_torch(torch_single_threaded):
+    torch = torch_single_threaded
     rng = np.random.default_rng(5)
     logits = (rng.standard_normal((20, 7)) * 5).astype(np.float32)
     labels = rng.integers(0, 7, size=20)

@@ -208,8 +208,8 @@ def test_pool_accepts_other_dtypes_and_views():
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
-def test_pool_matches_torch(count_include_pad):
-    torch = pytest.importorskip("torch")
+def test_pool_matches_torch(torch_single_threaded, count_include_pad):
+    torch = torch_single_threaded
     functional = torch.nn.functional
     rng = np.random.default_rng(11)
     for options in OPTIONS:
@@ -239,3 +239,61 @@ def test_pool_matches_torch(count_include_pad):
     np.testing.assert_array_equal(
         ops.max_pool2d_backward(np.ones(y.shape, np.float32), x, 3, 1, 1), grad.numpy()
     )
+
+
+def test_pool_of_known_values():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    np.testing.assert_array_equal(ops.max_pool2d(x, 2)[0, 0], [[5, 7], [13, 15]])
+    np.testing.assert_array_equal(ops.avg_pool2d(x, 2)[0, 0], [[2.5, 4.5], [10.5, 12.5]])
+    x = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
+    # 2x2 windows, stride 2, padding 1: they cover 1, 2, 2 and 4 cells of the input.
+    np.testing.assert_array_equal(ops.avg_pool2d(x, 2, 2, 1)[0, 0], [[0, 0.75], [2.25, 6]])
+    np.testing.assert_array_equal(ops.avg_pool2d(x, 2, 2, 1, count_include_pad=False)[0, 0],
+                                  [[0, 1.5], [4.5, 6]])
+    np.testing.assert_array_equal(ops.max_pool2d(-x, 2, 2, 1)[0, 0], [[0, -1], [-3, -4]])
+
+
+@pytest.mark.parametrize("hw,kernel,padding", [((3, 4), (3, 4), 0), ((2, 2), (4, 4), 1),
+                                               ((3, 2), (5, 2), (1, 0))])
+def test_pool_kernel_as_large_as_padded_input(hw, kernel, padding):
+    rng = np.random.default_rng(13)
+    x = distinct_values(rng, (2, 3, *hw))
+    grad_y = np.ones((2, 3, 1, 1), np.float32)  # one window covers everything: global pooling
+    for count_include_pad in (True, False):
+        args = (kernel, None, padding, False, count_include_pad)
+        y = ops.avg_pool2d(x, *args)
+        assert y.shape == (2, 3, 1, 1)
+        ref.assert_close(y, ref.avg_pool2d(x, *args), terms=16)
+        ref.assert_close(ops.avg_pool2d_backward(grad_y, x, *args),
+                         ref.avg_pool2d_backward(grad_y.astype(np.float64), x, *args))
+    y = ops.max_pool2d(x, kernel, None, padding)
+    np.testing.assert_array_equal(y[:, :, 0, 0], x.max(axis=(2, 3)))
+    np.testing.assert_array_equal(ops.max_pool2d_backward(grad_y, x, kernel, None, padding),
+                                  ref.max_pool2d_backward(grad_y, x, kernel, None, padding))
+
+
+def random_options(count, seed):
+    """Seeded random pooling geometries on small odd inputs: (x shape, options, count_include_pad)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        shape = tuple(int(v) for v in rng.integers(1, [3, 4, 10, 10]))
+        kernel = tuple(int(v) for v in rng.integers(1, 5, size=2))
+        stride = None if rng.random() < 0.3 else tuple(int(v) for v in rng.integers(1, 4, size=2))
+        padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+        if all(k <= size + 2 * p for k, size, p in zip(kernel, shape[2:], padding)):
+            cases.append((shape, (kernel, stride, padding, bool(rng.random() < 0.5)),
+                          bool(rng.random() < 0.5)))
+    return cases
+
+
+@pytest.mark.parametrize("shape,options,count_include_pad", random_options(40, 7))
+def test_pool_random_geometries_match_reference(shape, options, count_include_pad):
+    x, grad_y = pool_case(options, 14, shape)
+    np.testing.assert_array_equal(ops.max_pool2d(x, *options), ref.max_pool2d(x, *options))
+    ref.assert_close(ops.max_pool2d_backward(grad_y, x, *options),
+                     ref.max_pool2d_backward(grad_y.astype(np.float64), x, *options), terms=16)
+    args = (*options, count_include_pad)
+    ref.assert_close(ops.avg_pool2d(x, *args), ref.avg_pool2d(x, *args), terms=16)
+    ref.assert_close(ops.avg_pool2d_backward(grad_y, x, *args),
+                     ref.avg_pool2d_backward(grad_y.astype(np.float64), x, *args), terms=16)
