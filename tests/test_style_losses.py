@@ -82,23 +82,28 @@ def test_normalisations_match_the_published_formulas():
     g, a = unnormalised / pixels, other_unnormalised / 30
     sum_sq = np.sum((g - a) ** 2)
     # Gatys et al.: E = 1/(4 N^2 M^2) sum (G' - A')^2 with G', A' both at this layer's M
-    gatys = Normalisation(style="gatys").style_scale(f.shape, image_hw) * sum_sq
+    gatys = Normalisation(style="gatys").style_scale(a, f.shape, image_hw) * sum_sq
     assert gatys == pytest.approx(np.sum((unnormalised - a * pixels) ** 2) / (4 * channels**2 * pixels**2))
     # the blog: sum (S - C)^2 / (4 * 3^2 * (image H W)^2) on unnormalised Grams
-    blog = Normalisation(style="blog").style_scale(f.shape, image_hw) * sum_sq
+    blog = Normalisation(style="blog").style_scale(a, f.shape, image_hw) * sum_sq
     assert blog == pytest.approx(np.sum((unnormalised - a * pixels) ** 2) / (36 * 80**2))
     # jcjohnson: Gram / (C H W), then mean squared error over the C x C entries
-    mean = Normalisation(style="mean").style_scale(f.shape, image_hw) * sum_sq
+    mean = Normalisation(style="mean").style_scale(a, f.shape, image_hw) * sum_sq
     assert mean == pytest.approx(np.mean((unnormalised / (channels * pixels) - a / channels) ** 2))
-    assert Normalisation(content="half").content_scale(f.shape) == 0.5
-    assert Normalisation(content="mean").content_scale(f.shape) == 1 / 120
+    relative = Normalisation(style="relative").style_scale(a, f.shape, image_hw) * sum_sq
+    assert relative == pytest.approx(np.sum((g - a) ** 2) / np.sum(a**2))
+    assert Normalisation(content="half").content_scale(f) == 0.5
+    assert Normalisation(content="mean").content_scale(f) == 1 / 120
+    assert Normalisation(content="relative").content_scale(f) == pytest.approx(1 / np.sum(f**2))
+    assert Normalisation(tv_mean=True, tv_factor=0.5).tv_scale((1, 3, 5, 9)) == 0.5 / (3 * 4 * 8)
     with pytest.raises(ValueError, match="style normalisation"):
         Normalisation(style="nope")
     with pytest.raises(ValueError, match="tv_power"):
         Normalisation(tv_power=1.0)
 
 
-@pytest.mark.parametrize("content,style,tv_power", [("mean", "mean", 2.0), ("half", "gatys", 2.0), ("sum", "blog", 2.5)])
+@pytest.mark.parametrize("content,style,tv_power", [("mean", "mean", 2.0), ("half", "gatys", 2.0), ("sum", "blog", 2.5),
+                                                    ("relative", "relative", 2.0)])
 def test_objective_gradient_matches_finite_differences(float64_gram, content, style, tv_power):
     net = TinyNet()
     rng = np.random.default_rng(6)

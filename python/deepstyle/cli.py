@@ -15,6 +15,7 @@ import deepstyle
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "info": ("deepstyle.cli", "print the version, compiled backends, SIMD level and threads"),
+    "paint": ("deepstyle.paint", "neural style transfer: paint a content image in the style of others"),
     "netbp": ("deepstyle.netbp", "train the paper's 2-2-3-2 network (Listing 6.1), plot Figures 7-9"),
 }
 

@@ -19,6 +19,7 @@ __all__ = [
     "ImageError",
     "load_image",
     "save_image",
+    "write_atomically",
     "resize_image",
     "fit_size",
     "rgb_to_yiq",
@@ -43,9 +44,14 @@ def _to_rgb(picture):
     Image = _pillow()
     if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(picture, dtype=np.float64)
-        top = 65535.0 if picture.mode.startswith("I;16") else max(float(values.max()), 1.0)
-        if picture.mode == "F" and values.max() <= 1.0:
+        # the range the values were stored in: 16-bit unless they evidently are 8-bit or [0, 1]
+        peak = float(values.max(initial=0.0))
+        if picture.mode.startswith("I;16") or 255.0 < peak <= 65535.0:
+            top = 65535.0
+        elif picture.mode == "F" and peak <= 1.0:
             top = 1.0
+        else:
+            top = 255.0 if peak <= 255.0 else peak
         gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(gray, "L").convert("RGB")
     if picture.mode == "P":
@@ -121,21 +127,31 @@ def save_image(path, image, *, what="output"):
             f"{what} {path!r}: expected a .png, .jpg or .jpeg file name, got {suffix or 'no extension'!r}"
         )
     pixels = np.clip(np.asarray(image, dtype=np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    picture = Image.fromarray(pixels, "RGB")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ImageError(f"{what} {path!r}: folder {folder!r} does not exist")
     try:
-        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+        write_atomically(path, lambda stream: picture.save(stream, format=_SAVE_FORMATS[suffix]))
     except OSError as exc:
-        raise ImageError(f"{what} {path!r}: cannot write there ({exc.strerror})") from None
+        raise ImageError(f"{what} {path!r}: cannot write it ({exc.strerror or exc})") from None
+
+
+def write_atomically(path, write):
+    """Call ``write(stream)`` on a temporary file next to ``path``, then rename it to ``path``:
+    readers see the old file or the whole new one, never a part. The file gets the usual
+    permissions (0666 less the umask), not the temporary file's private 0600."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     try:
         with os.fdopen(handle, "wb") as stream:
-            Image.fromarray(pixels, "RGB").save(stream, format=_SAVE_FORMATS[suffix])
+            write(stream)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
-    except BaseException as exc:
+    except BaseException:
         os.unlink(temporary)
-        if isinstance(exc, OSError):
-            raise ImageError(f"{what} {path!r}: cannot write it ({exc})") from None
         raise
 
 

@@ -8,17 +8,21 @@ the content and style layers, each tap's gradient is injected in one backward sw
 Normalisations differ between the published recipes, and their weights only make sense with
 their own normalisation, so a preset names its normalisation (see ``presets.py``):
 
-content  ``sum``      sum (F - P)^2                          (the blog's Keras code)
+content  ``relative`` sum (F - P)^2 / sum P^2               (deepstyle's default: the same for
+                      any network, trained or random, whatever its activations' scale)
+         ``sum``      sum (F - P)^2                          (the blog's Keras code)
          ``half``     1/2 sum (F - P)^2                      (Gatys et al. 2015)
          ``mean``     mean (F - P)^2                         (jcjohnson/neural-style)
-style    ``blog``     sum (G - A)^2 * (HW_l / HW_image)^2 / 36  with G = F F^T / HW_l: the blog's
+style    ``relative`` sum (G - A)^2 / sum A^2               (deepstyle's default, as above)
+         ``blog``     sum (G - A)^2 * (HW_l / HW_image)^2 / 36  with G = F F^T / HW_l: the blog's
                       sum (F F^T - S S^T)^2 / (4 * 3^2 * (H W)^2), which divides by the image's
                       pixel count and 3 channels rather than the layer's
          ``gatys``    sum (G - A)^2 / (4 C^2)                = 1/(4 N^2 M^2) sum (F F^T - A')^2
          ``mean``     mean (G/C - A/C)^2 = sum (G - A)^2 / C^4  (jcjohnson: Gram / (C H W), MSE)
 tv       ``power``    sum over pixels and channels of (dx^2 + dy^2)^(power/2), measured in 0-255
                       pixel units whatever the network's input convention (blog: power 2.5;
-                      power 2 halved is jcjohnson's)
+                      power 2 halved is jcjohnson's), or its mean over those terms (``tv_mean``,
+                      deepstyle's default, so the weight does not depend on the image size)
 """
 
 from __future__ import annotations
@@ -36,35 +40,46 @@ __all__ = [
     "style_loss",
     "total_variation",
     "StyleObjective",
+    "check_layers",
 ]
 
 
 @dataclass(frozen=True)
 class Normalisation:
-    content: str = "mean"
-    style: str = "mean"
+    content: str = "relative"
+    style: str = "relative"
     tv_power: float = 2.0
-    tv_factor: float = 0.5
+    tv_factor: float = 1.0
+    tv_mean: bool = True
 
     def __post_init__(self):
-        if self.content not in ("sum", "half", "mean"):
-            raise ValueError(f"content normalisation: expected 'sum', 'half' or 'mean', got {self.content!r}")
-        if self.style not in ("blog", "gatys", "mean"):
-            raise ValueError(f"style normalisation: expected 'blog', 'gatys' or 'mean', got {self.style!r}")
+        if self.content not in ("sum", "half", "mean", "relative"):
+            raise ValueError(f"content normalisation: expected 'sum', 'half', 'mean' or 'relative', got {self.content!r}")
+        if self.style not in ("blog", "gatys", "mean", "relative"):
+            raise ValueError(f"style normalisation: expected 'blog', 'gatys', 'mean' or 'relative', got {self.style!r}")
         if not self.tv_power >= 2.0:  # below 2 the loss has a kink where neighbours are equal
             raise ValueError(f"tv_power: expected a value >= 2, got {self.tv_power!r}")
 
-    def content_scale(self, shape):
-        count = int(np.prod(shape))
-        return {"sum": 1.0, "half": 0.5, "mean": 1.0 / count}[self.content]
+    def content_scale(self, target):
+        if self.content == "relative":
+            return 1.0 / max(_sum_squares(target), 1e-30)
+        return {"sum": 1.0, "half": 0.5, "mean": 1.0 / target.size}[self.content]
 
-    def style_scale(self, shape, image_hw):
+    def style_scale(self, target_gram, shape, image_hw):
+        """For a layer whose features have ``shape`` at an image of ``image_hw`` pixels."""
         channels, layer_pixels = shape[1], shape[2] * shape[3]
+        if self.style == "relative":
+            return 1.0 / max(_sum_squares(target_gram), 1e-30)
         if self.style == "blog":
             return (layer_pixels / (image_hw[0] * image_hw[1])) ** 2 / 36.0
         if self.style == "gatys":
             return 1.0 / (4.0 * channels**2)
         return 1.0 / float(channels) ** 4
+
+    def tv_scale(self, shape):
+        """Factor on the TV sum of an image of ``shape`` (N, C, H, W)."""
+        terms = shape[0] * shape[1] * (shape[2] - 1) * (shape[3] - 1)
+        return self.tv_factor / max(terms, 1) if self.tv_mean else self.tv_factor
 
 
 def _sum_squares(a):
@@ -135,11 +150,7 @@ class StyleObjective:
         self.image_hw = tuple(content_x.shape[2:])
         self.tv_units = 255.0 / float(pixel_scale)
         self.taps = list(dict.fromkeys(self.content_layers + list(self.style_layers)))
-        unknown = [name for name in self.taps if name not in net.layer_names]
-        if unknown:
-            raise ValueError(
-                f"layers: {', '.join(unknown)} not in the network; it has {', '.join(net.layer_names)}"
-            )
+        check_layers(net, self.taps)
         features = net.forward(content_x, self.content_layers)
         self.content_targets = {name: features[name].copy() for name in self.content_layers}
         self.style_targets = {}
@@ -159,14 +170,16 @@ class StyleObjective:
         if self.content_weight:
             for name in self.content_layers:
                 f = features[name]
-                loss, grad = content_loss(f, self.content_targets[name], norm.content_scale(f.shape))
+                target = self.content_targets[name]
+                loss, grad = content_loss(f, target, norm.content_scale(target))
                 content += self.content_weight * loss
                 _accumulate(grads, name, self.content_weight * grad)
         if self.style_weight:
             for name, layer_weight in self.style_layers.items():
                 f = features[name]
                 weight = self.style_weight * layer_weight
-                loss, grad = style_loss(f, self.style_targets[name], norm.style_scale(f.shape, self.image_hw))
+                target = self.style_targets[name]
+                loss, grad = style_loss(f, target, norm.style_scale(target, f.shape, self.image_hw))
                 style += weight * loss
                 _accumulate(grads, name, weight * grad)
         grad_x = self.net.backward(grads) if grads else array_module(x).zeros_like(x)
@@ -174,11 +187,18 @@ class StyleObjective:
         if self.tv_weight:
             units = self.tv_units
             loss, grad = total_variation(units * x, norm.tv_power)
-            weight = self.tv_weight * norm.tv_factor
+            weight = self.tv_weight * norm.tv_scale(x.shape)
             tv = weight * loss
             grad_x = grad_x + (weight * units) * grad
         self.evaluations += 1
         return content + style + tv, grad_x, {"content": content, "style": style, "tv": tv}
+
+
+def check_layers(net, names):
+    """Raise a ValueError naming every one of ``names`` that ``net`` does not have."""
+    unknown = [name for name in names if name not in net.layer_names]
+    if unknown:
+        raise ValueError(f"layers: {', '.join(unknown)} not in the network; it has {', '.join(net.layer_names)}")
 
 
 def _accumulate(grads, name, grad):

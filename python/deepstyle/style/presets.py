@@ -37,6 +37,19 @@ PRESETS = {
     preset.name: preset
     for preset in (
         Preset(
+            name="deepstyle",
+            summary="the default: VGG19, content relu4_2, style relu1_1..relu5_1 weighted 1/5, each loss "
+            "relative to its target's size (so the weights mean the same on any network, pretrained "
+            "or random), TV as a mean",
+            arch="vgg19",
+            content_layers=("relu4_2",),
+            style_layers=_equal(GATYS_STYLE_LAYERS),
+            content_weight=1.0,
+            style_weight=10.0,
+            tv_weight=1e-5,
+            normalisation=Normalisation(),
+        ),
+        Preset(
             name="johnson",
             summary="jcjohnson/neural-style defaults: VGG19, content relu4_2, style relu1_1..relu5_1, "
             "content 5, style 100, TV 1e-3, mean-squared (normalised) losses",
@@ -46,7 +59,7 @@ PRESETS = {
             content_weight=5.0,
             style_weight=100.0,
             tv_weight=1e-3,
-            normalisation=Normalisation(content="mean", style="mean", tv_power=2.0, tv_factor=0.5),
+            normalisation=Normalisation(content="mean", style="mean", tv_power=2.0, tv_factor=0.5, tv_mean=False),
         ),
         Preset(
             name="gatys",
@@ -58,21 +71,21 @@ PRESETS = {
             content_weight=1.0,
             style_weight=1e3,
             tv_weight=0.0,
-            normalisation=Normalisation(content="half", style="gatys", tv_power=2.0, tv_factor=1.0),
+            normalisation=Normalisation(content="half", style="gatys", tv_power=2.0, tv_mean=False),
         ),
         Preset(
             name="blog",
             summary="the blog's Keras recipe: VGG16, content relu2_2, style relu1_2, relu2_2, relu3_3, "
-            "relu4_3, relu5_3 weighted 1/5, content 0.025, style 5, TV 1 with power 1.25",
+            "relu4_3, relu5_3 weighted 1/5, content 0.025, style 5, TV 1 on (dx^2 + dy^2)^1.25",
             arch="vgg16",
             content_layers=("relu2_2",),
             style_layers=_equal(("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")),
             content_weight=0.025,
             style_weight=5.0,
             tv_weight=1.0,
-            normalisation=Normalisation(content="sum", style="blog", tv_power=2.5, tv_factor=1.0),
+            normalisation=Normalisation(content="sum", style="blog", tv_power=2.5, tv_mean=False),
         ),
     )
 }
 
-DEFAULT_PRESET = "johnson"
+DEFAULT_PRESET = "deepstyle"

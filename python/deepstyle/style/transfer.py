@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..image import fit_size, resize_image, rgb_to_yiq, yiq_to_rgb
-from .losses import Normalisation, StyleObjective
+from .losses import Normalisation, StyleObjective, check_layers
 from .optim import LBFGS, Adam
-from .presets import PRESETS
+from .presets import DEFAULT_PRESET, PRESETS
 
 __all__ = ["Settings", "Progress", "Painter", "estimate_memory", "deepest_layer"]
 
@@ -30,12 +30,12 @@ class Settings:
     side of each stage, coarse to fine; ``iterations`` is per stage; ``learning_rate`` (Adam)
     is in [0, 1] image units per step."""
 
-    content_layers: tuple = ("relu4_2",)
-    style_layers: dict = field(default_factory=lambda: dict(PRESETS["johnson"].style_layers))
-    content_weight: float = 5.0
-    style_weight: float = 100.0
-    tv_weight: float = 1e-3
-    normalisation: Normalisation = Normalisation()
+    content_layers: tuple = PRESETS[DEFAULT_PRESET].content_layers
+    style_layers: dict = field(default_factory=lambda: dict(PRESETS[DEFAULT_PRESET].style_layers))
+    content_weight: float = PRESETS[DEFAULT_PRESET].content_weight
+    style_weight: float = PRESETS[DEFAULT_PRESET].style_weight
+    tv_weight: float = PRESETS[DEFAULT_PRESET].tv_weight
+    normalisation: Normalisation = PRESETS[DEFAULT_PRESET].normalisation
     sizes: tuple = (512,)
     iterations: int = 500
     optimizer: str = "lbfgs"
@@ -153,6 +153,7 @@ class Painter:
         self.pixel_scale = pixel_scale(net)
         self.shapes = [fit_size(self.content.shape[:2], size) for size in settings.sizes]
         self.taps = list(settings.content_layers) + list(settings.style_layers)
+        check_layers(net, self.taps)
         self._check_sizes()
         self.stage = 0
         self.iteration = 0

@@ -1,0 +1,446 @@
+"""``deepstyle paint``: neural style transfer from the command line.
+
+Every problem with the input (a missing or unreadable image, a bad option value, a size too
+small for the network, an output that cannot be written) is one line on stderr and exit
+status 2 (1 for problems met while running). Ctrl-C or SIGTERM stops the run, writes the best
+image so far and a checkpoint next to the output (``OUT.ckpt.npz``), which ``--resume`` picks up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+EXAMPLES = """\
+examples:
+  deepstyle paint --demo -o demo.png
+      paint a generated landscape with generated brush strokes (about a minute on 2 cores)
+  deepstyle paint photo.jpg wave.jpg -o out.png --size 512 --iterations 500
+  deepstyle paint photo.jpg wave.jpg scream.jpg --style-blend 3,1 -o out.png
+  deepstyle paint photo.jpg wave.jpg -o out.png --scales 256,512,1024 --preserve-colors
+  deepstyle paint photo.jpg wave.jpg -o out.png --preset blog --weights vgg16-397923af.pth
+
+weights: --weights PATH, else $DEEPSTYLE_WEIGHTS, else the user cache folder is searched for
+VGG weights (torchvision .pth, MatConvNet .mat, Keras .h5, deepstyle .npz). With none, a
+random-weight feature network is used (said once on stderr): styles carry over, but a
+pretrained VGG gives far better results.
+"""
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: keep the best image and a checkpoint."""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _list_of(convert):
+    def parse(text):
+        items = [item.strip() for item in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return [convert(item) for item in items]
+
+    return parse
+
+
+def _layer_weight(text):
+    """``relu3_1`` or ``relu3_1:0.5`` -> (name, weight)."""
+    name, _, weight = text.partition(":")
+    return name, _positive_float(weight) if weight else 1.0
+
+
+def add_arguments(parser):
+    parser.description = (
+        "Paint CONTENT in the style of STYLE (Gatys et al.'s neural style transfer): find an image "
+        "whose deep features match the content image's and whose feature correlations (Gram "
+        "matrices) match the style images'."
+    )
+    parser.epilog = EXAMPLES
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.error = _one_line_error
+    parser.add_argument("content", nargs="?", metavar="CONTENT", help="the image to repaint")
+    parser.add_argument("styles", nargs="*", metavar="STYLE", help="one or more style images")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output image (.png or .jpg), written atomically")
+    parser.add_argument("--demo", action="store_true",
+                        help="generate a content and a style image instead of reading them "
+                        "(saved as OUT-content.png and OUT-style.png); default 256 px, 100 iterations")
+    size = parser.add_argument_group("size and schedule")
+    size.add_argument("--size", type=_positive_int, metavar="PX",
+                      help="longer side of the output in pixels (default 512)")
+    size.add_argument("--scales", type=_list_of(_positive_int), metavar="PX,PX,...",
+                      help="coarse-to-fine sizes, e.g. 256,512,1024: each stage starts from the "
+                      "last one's result, upsampled (replaces --size)")
+    size.add_argument("--iterations", type=_non_negative_int, metavar="N",
+                      help="optimiser iterations per stage (default 500)")
+    size.add_argument("--tol", type=_non_negative_float, metavar="REL",
+                      help="stop a stage early when the loss changes by less than REL relatively "
+                      "(default: never, run every iteration)")
+    loss = parser.add_argument_group("loss (defaults from --preset)")
+    loss.add_argument("--preset", choices=("deepstyle", "johnson", "gatys", "blog"), default="deepstyle",
+                      help="layers, weights and loss normalisation: deepstyle (default; losses relative "
+                      "to their targets, for any network), johnson (jcjohnson/neural-style), gatys (the "
+                      "2015 paper), blog (the blog's Keras VGG16 recipe); the last three were tuned on "
+                      "Caffe-convention (0-255 BGR) VGG weights such as MatConvNet's or Keras'")
+    loss.add_argument("--content-weight", type=_non_negative_float, metavar="W")
+    loss.add_argument("--style-weight", type=_non_negative_float, metavar="W")
+    loss.add_argument("--tv-weight", type=_non_negative_float, metavar="W",
+                      help="total-variation (smoothness) weight")
+    loss.add_argument("--content-layers", type=_list_of(str), metavar="L,...",
+                      help="e.g. relu4_2 (VGG names: convB_I before the ReLU, reluB_I after)")
+    loss.add_argument("--style-layers", type=_list_of(_layer_weight), metavar="L[:W],...",
+                      help="e.g. relu1_1,relu2_1:0.5,relu3_1 with optional per-layer weights")
+    style = parser.add_argument_group("style")
+    style.add_argument("--style-blend", type=_list_of(_non_negative_float), metavar="W,W,...",
+                       help="weights of several style images (default equal)")
+    style.add_argument("--style-scale", type=_positive_float, default=1.0, metavar="S",
+                       help="style image size relative to the output size (default 1)")
+    style.add_argument("--preserve-colors", action="store_true",
+                       help="transfer on luminance only and keep the content's colours")
+    optim = parser.add_argument_group("optimiser")
+    optim.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    optim.add_argument("--history", type=_positive_int, default=20, metavar="M",
+                       help="L-BFGS history size (memory: 2 M image-sized arrays; default 20)")
+    optim.add_argument("--learning-rate", type=_positive_float, default=0.01, metavar="LR",
+                       help="Adam step in [0, 1] pixel units (default 0.01)")
+    optim.add_argument("--init", default="content", metavar="content|noise|PATH",
+                       help="start from the content image (default), noise, or an image file")
+    optim.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (noise init)")
+    net = parser.add_argument_group("network")
+    net.add_argument("--weights", metavar="PATH",
+                     help="VGG weights file, or random / random-vgg / random-multiscale")
+    net.add_argument("--arch", choices=("vgg19", "vgg16"), help="default from --preset")
+    net.add_argument("--pooling", choices=("avg", "max"), default="avg",
+                     help="average pooling (Gatys et al., default) or VGG's max pooling")
+    net.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    run = parser.add_argument_group("output and interruption")
+    run.add_argument("--save-every", type=_non_negative_int, default=0, metavar="N",
+                     help="write OUT.<stage>.<iteration>.png and the checkpoint every N iterations")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint OUT.ckpt.npz an interrupted run left")
+
+
+def _one_line_error(message):
+    print(f"deepstyle paint: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+class BadInput(ValueError):
+    """An input problem to report in one line."""
+
+
+def checkpoint_path(output):
+    return os.path.splitext(output)[0] + ".ckpt.npz"
+
+
+def _save_npz(path, arrays):
+    from .image import write_atomically
+
+    write_atomically(path, lambda stream: np.savez(stream, **arrays))
+
+
+def _check_writable(output):
+    folder = os.path.dirname(os.path.abspath(output))
+    if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
+        raise BadInput(f"--output {output!r}: expected a .png, .jpg or .jpeg file name")
+    if not os.path.isdir(folder):
+        raise BadInput(f"--output {output!r}: folder {folder!r} does not exist")
+    if os.path.isdir(output):
+        raise BadInput(f"--output {output!r}: is a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise BadInput(f"--output {output!r}: cannot write in {folder!r} ({exc.strerror})") from None
+
+
+def _settings(args, net, sizes, init):
+    from .style import Settings
+
+    overrides = dict(
+        sizes=tuple(sizes),
+        iterations=args.iterations,
+        optimizer=args.optimizer,
+        history=args.history,
+        learning_rate=args.learning_rate,
+        tol=args.tol,
+        init=init,
+        seed=args.seed,
+        style_blend=tuple(args.style_blend) if args.style_blend else None,
+        style_scale=args.style_scale,
+        preserve_colors=args.preserve_colors,
+    )
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.content_layers:
+        overrides["content_layers"] = tuple(args.content_layers)
+    if args.style_layers:
+        overrides["style_layers"] = dict(args.style_layers)
+    defaults = getattr(net, "default_layers", None)
+    if defaults:  # a network without VGG's layer names brings its own choice
+        overrides.setdefault("content_layers", tuple(defaults["content"]))
+        if "style_layers" not in overrides:
+            overrides["style_layers"] = {name: 1.0 for name in defaults["style"]}
+    return Settings.from_preset(args.preset, **overrides)
+
+
+def _layers_wanted(args):
+    from .style import PRESETS
+
+    preset = PRESETS[args.preset]
+    content = args.content_layers or list(preset.content_layers)
+    style = [name for name, _ in args.style_layers] if args.style_layers else list(preset.style_layers)
+    return content + style
+
+
+def _load_net(args):
+    from . import models
+
+    arch = args.arch or _preset_arch(args.preset)
+    if args.weights == "random-multiscale":  # one layer of its own, with its own default taps
+        return models.load_feature_net(arch=arch, weights=args.weights, pooling=args.pooling, seed=args.seed)
+    order = models.layer_names(arch)
+    wanted = _layers_wanted(args)
+    unknown = [name for name in wanted if name not in order]
+    if unknown:
+        raise BadInput(f"layers: {', '.join(unknown)} not in {arch}; it has {', '.join(order)}")
+    last = max(wanted, key=order.index)
+    return models.load_feature_net(arch=arch, weights=args.weights, pooling=args.pooling, last_layer=last,
+                                   seed=args.seed)
+
+
+def _preset_arch(name):
+    from .style import PRESETS
+
+    return PRESETS[name].arch
+
+
+def _fingerprint(args, sizes, net):
+    """What a checkpoint must agree on with the run resuming it."""
+    return json.dumps({
+        "content": "demo" if args.demo else os.path.abspath(args.content),
+        "styles": [] if args.demo else [os.path.abspath(s) for s in args.styles],
+        "sizes": list(sizes),
+        "style_scale": args.style_scale,
+        "preserve_colors": args.preserve_colors,
+        "network": net.description,
+    }, sort_keys=True)
+
+
+def _format_bytes(count):
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count / 2**10:.0f} KiB"
+
+
+def _format_seconds(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class ProgressBar:
+    """One line on stderr, redrawn in place on a terminal, printed every tenth of a stage when
+    stderr is a file or pipe."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+
+    def __call__(self, p):
+        width = 20
+        filled = width * p.iteration // max(p.iterations, 1)
+        parts = ", ".join(f"{k} {v:.3e}" for k, v in p.parts.items())
+        left = _format_seconds((p.iterations - p.iteration) * p.seconds_per_iteration)
+        line = (f"stage {p.stage + 1}/{p.stages} {p.size[1]}x{p.size[0]} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{p.iteration}/{p.iterations} loss {p.loss:.4e} ({parts}) "
+                f"{p.seconds_per_iteration:.2f} s/it, {left} left")
+        last = p.iteration == p.iterations or bool(p.message)
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if last else ""))
+        elif last or p.iteration % max(1, p.iterations // 10) == 0:
+            self.stream.write(line + "\n")
+        if p.message:
+            self.stream.write(f"stage {p.stage + 1} stopped after {p.iteration} iterations: {p.message}\n")
+        self.stream.flush()
+
+
+def run(args):
+    try:
+        return _run(args)
+    except ValueError as exc:  # BadInput, ImageError, WeightsError and validation errors
+        print(f"deepstyle paint: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("deepstyle paint: error: out of memory; try a smaller --size or --history", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"deepstyle paint: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _run(args):
+    import deepstyle
+
+    from .image import load_image, save_image
+    from .style import Painter, estimate_memory
+    from .style.demo import demo_content, demo_style
+
+    if args.demo and (args.content or args.styles):
+        raise BadInput("--demo makes its own images: give no CONTENT or STYLE")
+    if not args.demo and (not args.content or not args.styles):
+        raise BadInput("expected a CONTENT image and at least one STYLE image (or --demo)")
+    if args.scales and args.size:
+        raise BadInput("give either --size or --scales, not both")
+    if args.device == "cuda" and "cuda" not in deepstyle.backends():
+        raise BadInput("--device cuda: this build has no CUDA backend (deepstyle._cuda); use --device cpu")
+    if args.device == "cuda":
+        raise BadInput("--device cuda: the feature networks cannot run on CUDA yet; use --device cpu")
+    if args.style_blend and len(args.style_blend) != (1 if args.demo else len(args.styles)):
+        raise BadInput(f"--style-blend: expected one weight per style image ({len(args.styles)}), "
+                       f"got {len(args.style_blend)}")
+    if args.style_blend and sum(args.style_blend) <= 0:
+        raise BadInput("--style-blend: expected at least one positive weight")
+    args.iterations = args.iterations if args.iterations is not None else (100 if args.demo else 500)
+    sizes = args.scales or [args.size or (256 if args.demo else 512)]
+    _check_writable(args.output)
+
+    largest = max(sizes)
+    if args.demo:
+        content = demo_content(largest)
+        styles = [demo_style(max(1, round(largest * args.style_scale)))]
+        stem = os.path.splitext(args.output)[0]
+        save_image(stem + "-content.png", content, what="demo content")
+        save_image(stem + "-style.png", styles[0], what="demo style")
+    else:
+        content = load_image(args.content, largest, what="content image")
+        styles = [load_image(path, max(1, round(largest * args.style_scale)), what="style image")
+                  for path in args.styles]
+    init = args.init
+    if init not in ("content", "noise"):
+        init = load_image(init, largest, what="--init image")
+
+    net = _load_net(args)
+    settings = _settings(args, net, sizes, init)
+    checkpoint = checkpoint_path(args.output)
+    fingerprint = _fingerprint(args, sizes, net)
+    resume = _read_checkpoint(checkpoint, fingerprint) if args.resume else None
+    painter = Painter(net, content, styles, settings, resume=resume)
+
+    shape = painter.shapes[-1]
+    memory = estimate_memory(net, shape, painter.taps, optimizer=settings.optimizer, history=settings.history)
+    size = {k: _format_bytes(v) for k, v in memory.items()}
+    print(f"network: {net.description}", file=sys.stderr)
+    print(f"painting {shape[1]}x{shape[0]} px, stages {', '.join(str(s) for s in sizes)}, "
+          f"{settings.iterations} iterations each, {settings.optimizer}; memory needed: about "
+          f"{size['total']} (activations {size['activations']}, gradients {size['gradients']}, "
+          f"optimiser {size['optimizer']})", file=sys.stderr)
+    if resume is not None:
+        print(f"resuming from {checkpoint} at stage {painter.stage + 1}, iteration {painter.iteration}",
+              file=sys.stderr)
+
+    def save_state():
+        state = painter.state()
+        _save_npz(checkpoint, {**state, "fingerprint": np.array(fingerprint)})
+
+    progress = ProgressBar()
+    stem, suffix = os.path.splitext(args.output)
+
+    def on_iteration(p):
+        progress(p)
+        if args.save_every and p.iteration % args.save_every == 0:
+            save_image(f"{stem}.{p.stage + 1}.{p.iteration:04d}{suffix}", painter.image())
+            save_state()
+
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    started = time.perf_counter()
+    try:
+        image = painter.run(on_iteration)
+    except KeyboardInterrupt as exc:
+        if progress.tty:
+            sys.stderr.write("\n")
+        image = painter.image()
+        if image is None:
+            print("interrupted before the first iteration; nothing written", file=sys.stderr)
+        else:
+            save_image(args.output, image)
+            save_state()
+            print(f"interrupted: wrote the best image so far to {args.output} and a checkpoint to "
+                  f"{checkpoint} (continue with --resume)", file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    save_image(args.output, image)
+    if os.path.exists(checkpoint):
+        os.remove(checkpoint)
+    print(f"wrote {args.output} in {_format_seconds(time.perf_counter() - started)}", file=sys.stderr)
+    return 0
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def _read_checkpoint(path, fingerprint):
+    if not os.path.exists(path):
+        raise BadInput(f"--resume: no checkpoint {path!r} (it is written when a run is interrupted "
+                       "or every --save-every iterations)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            state = {key: data[key] for key in ("x", "stage", "iteration", "fingerprint")}
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInput(f"--resume: checkpoint {path!r} is unreadable ({exc})") from None
+    saved = json.loads(str(state.pop("fingerprint")))
+    current = json.loads(fingerprint)
+    differs = [key for key in current if saved.get(key) != current[key]]
+    if differs:
+        raise BadInput(f"--resume: checkpoint {path!r} belongs to a different run (it differs in "
+                       f"{', '.join(differs)}); delete it or drop --resume")
+    return state
