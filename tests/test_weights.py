@@ -371,3 +371,23 @@ def test_find_weights_order(tmp_path, monkeypatch):
     os.remove(cache / "imagenet-vgg-verydeep-19.mat")
     with pytest.raises(WeightsError, match="directory holds none of"):
         models.find_weights()
+
+
+def test_truncated_mat_and_h5_and_missing_h5py(tmp_path, monkeypatch):
+    scipy_io = pytest.importorskip("scipy.io")
+    h5py = pytest.importorskip("h5py")
+    scipy_io.savemat(tmp_path / "full.mat", {"layers": _matconvnet_layers(vgg_prefix())})
+    data = (tmp_path / "full.mat").read_bytes()
+    (tmp_path / "cut.mat").write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match=r"cut\.mat: corrupt or truncated \.mat file"):
+        models.load_weights(tmp_path / "cut.mat")
+    with h5py.File(tmp_path / "full.h5", "w") as f:
+        f["block1_conv1/block1_conv1_W_1:0"] = np.zeros((3, 3, 3, 64), np.float32)
+        f["block1_conv1/block1_conv1_b_1:0"] = np.zeros(64, np.float32)
+    data = (tmp_path / "full.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[:1200])
+    with pytest.raises(WeightsError, match=r"cut\.h5: corrupt or truncated HDF5"):
+        models.load_weights(tmp_path / "cut.h5")
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)
+    with pytest.raises(WeightsError, match=r"full\.h5: reading Keras \.h5 weights needs h5py"):
+        models.load_weights(tmp_path / "full.h5")

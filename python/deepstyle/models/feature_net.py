@@ -54,8 +54,8 @@ class FeatureNet:
         self._downsampling = dict(downsampling)  # layer name -> total stride of its output
         self.convention = convention
         self.description = description
-        # tap names to use when the caller has no recipe for this network (random nets whose
-        # layers are not VGG's), as {"content": (...), "style": (...)}; None for VGG names
+        # {"content": (...), "style": (...)}: tap names to use when the caller has no recipe
+        # for this network; None when the truncated network lacks them
         self.default_layers = default_layers
         self._ran = 0  # layers whose forward caches are waiting for a backward
         self._tap_shapes = {}
