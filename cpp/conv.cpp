@@ -6,8 +6,8 @@
 // forward:      y (K x N.PQ, NCHW)   = W (K x CRS) . col (CRS x N.PQ) + bias
 // grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T
 // grad_x:       with stride 1, a forward convolution of dy with the weights flipped and
-//               transposed, padding R-1-pad (negative padding crops); with larger strides,
-//               dcol = W^T . dy[n] per image, scattered back by col2im.
+//               transposed, padding R-1-pad (negative padding crops); otherwise (and where that
+//               would waste work) dcol = W^T . dy over chunks of images, scattered back by col2im.
 //
 // Every output element is summed by one thread in a fixed order (grad_bias: one double sum per
 // channel), so results are bitwise identical from run to run.
@@ -31,17 +31,18 @@ using blocked::NR;
 // falls outside [0, W).
 inline void gather_clipped(float* dst, int64_t dst_step, const float* row, int64_t iw0,
                            int64_t src_step, int64_t len, int64_t W) {
+  // Valid i satisfy 0 <= iw0 + i * src_step < W.
+  const int64_t lo = std::clamp<int64_t>((src_step - 1 - iw0) / src_step, 0, len);
+  const int64_t hi = std::clamp<int64_t>((W - iw0 + src_step - 1) / src_step, lo, len);
   if (dst_step == 1 && src_step == 1) {
-    const int64_t lo = std::clamp<int64_t>(-iw0, 0, len), hi = std::clamp<int64_t>(W - iw0, lo, len);
     std::fill(dst, dst + lo, 0.0f);
     std::memcpy(dst + lo, row + iw0 + lo, sizeof(float) * (hi - lo));
     std::fill(dst + hi, dst + len, 0.0f);
     return;
   }
-  for (int64_t i = 0; i < len; ++i) {
-    const int64_t iw = iw0 + i * src_step;
-    dst[i * dst_step] = (iw >= 0 && iw < W) ? row[iw] : 0.0f;
-  }
+  for (int64_t i = 0; i < lo; ++i) dst[i * dst_step] = 0.0f;
+  for (int64_t i = lo; i < hi; ++i) dst[i * dst_step] = row[iw0 + i * src_step];
+  for (int64_t i = hi; i < len; ++i) dst[i * dst_step] = 0.0f;
 }
 
 // A run of output positions (n, p, q .. q+len-1) that lie in one image row.
@@ -149,6 +150,25 @@ struct OutputRows {
   }
 };
 
+// op(B) = dy viewed as K x N.PQ, for the col2im form of grad_x.
+struct OutputColumns {
+  const Conv2dShape& s;
+  const float* dy;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
+    const int64_t pq = s.P * s.Q;
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + k * NR;
+      for (int64_t n = j0 / pq, j = j0 % pq, left = cols; left > 0; j = 0, ++n) {
+        const int64_t len = std::min(left, pq - j);
+        std::memcpy(d, dy + (n * s.K + k0 + k) * pq + j, sizeof(float) * len);
+        d += len;
+        left -= len;
+      }
+      std::fill(d, dst + (k + 1) * NR, 0.0f);
+    }
+  }
+};
+
 // C = y (N, K, P, Q) seen as K x N.PQ: column j is image j / PQ, position j % PQ.
 struct BatchOutput {
   const Conv2dShape& s;
@@ -164,14 +184,14 @@ struct BatchOutput {
   }
 };
 
-// Adjoint of im2col for one image: x[c, ih, iw] += col[(c, r, t), (p, q)] over all taps that
-// read (ih, iw).
-void col2im(const Conv2dShape& s, const float* col, float* x) {
+// Adjoint of im2col for one image: x[c, ih, iw] = sum of col[(c, r, t), (p, q)] over all taps
+// that read (ih, iw); rows of col are ld apart.
+void col2im(const Conv2dShape& s, const float* col, int64_t ld, float* x) {
   std::memset(x, 0, sizeof(float) * s.C * s.H * s.W);
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t r = 0; r < s.R; ++r)
       for (int64_t t = 0; t < s.S; ++t) {
-        const float* row = col + ((c * s.R + r) * s.S + t) * s.P * s.Q;
+        const float* row = col + ((c * s.R + r) * s.S + t) * ld;
         for (int64_t p = 0; p < s.P; ++p) {
           const int64_t ih = p * s.stride_h - s.pad_h + r;
           if (ih < 0 || ih >= s.H) continue;
@@ -208,16 +228,31 @@ void grad_x_stride1(const Conv2dShape& s, const float* grad_y, const float* weig
   forward_gemm(adjoint, grad_y, flipped.data(), nullptr, grad_x);
 }
 
-// grad_x for any stride: dcol = W^T . dy[n] for each image, then col2im.
-void grad_x_strided(const Conv2dShape& s, const float* grad_y, const float* weight,
-                    float* grad_x) {
+// grad_x for any geometry: dcol = W^T . dy over a chunk of images at a time, then col2im of
+// each image.
+void grad_x_col2im(const Conv2dShape& s, const float* grad_y, const float* weight,
+                   float* grad_x) {
   const int64_t crs = s.C * s.R * s.S, pq = s.P * s.Q;
-  std::vector<float> col(crs * pq);
-  for (int64_t n = 0; n < s.N; ++n) {
-    sgemm(true, false, crs, pq, s.K, 1.0f, weight, crs, grad_y + n * s.K * pq, pq, 0.0f,
-          col.data(), pq);
-    col2im(s, col.data(), grad_x + n * s.C * s.H * s.W);
+  constexpr int64_t kChunkFloats = 1 << 22;  // 16 MB of col buffer at most, when images allow
+  const int64_t images = std::clamp<int64_t>(kChunkFloats / (crs * pq), 1, s.N);
+  std::vector<float> col(crs * images * pq);
+  for (int64_t n0 = 0; n0 < s.N; n0 += images) {
+    Conv2dShape chunk = s;
+    chunk.N = std::min(images, s.N - n0);
+    const int64_t ld = chunk.N * pq;
+    blocked::gemm(crs, ld, s.K, 1.0f, blocked::MatrixA{weight, crs, true},
+                  OutputColumns{chunk, grad_y + n0 * s.K * pq}, 0.0f,
+                  blocked::MatrixC{col.data(), ld}, nullptr, num_threads());
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+    for (int64_t n = 0; n < chunk.N; ++n)
+      col2im(s, col.data() + n * pq, ld, grad_x + (n0 + n) * s.C * s.H * s.W);
   }
+}
+
+// The flipped forward convolution wastes work where most of its taps read padding (a large
+// kernel on a small output) or where few input channels leave its micro-tiles mostly empty.
+bool flipped_conv_pays_off(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.C >= MR && s.H * s.W <= 2 * s.P * s.Q;
 }
 
 }  // namespace
@@ -236,10 +271,10 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     return;
   }
   if (grad_x) {
-    if (s.stride_h == 1 && s.stride_w == 1)
+    if (flipped_conv_pays_off(s))
       grad_x_stride1(s, grad_y, weight, grad_x);
     else
-      grad_x_strided(s, grad_y, weight, grad_x);
+      grad_x_col2im(s, grad_y, weight, grad_x);
   }
   if (grad_weight)
     blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y}, ImageColumnsT{s, x}, 0.0f,

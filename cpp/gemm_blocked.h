@@ -226,14 +226,22 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
         split_range(panels, nt, tid, p_lo, p_hi);
         t_lo = 0, t_hi = m_tiles;
       }
-      int64_t b_lo, b_hi;  // panels this thread packs
+      int64_t b_lo, b_hi;  // panels this thread packs when there are enough to go round
       split_range(panels, nt, tid, b_lo, b_hi);
       for (int64_t k0 = 0; k0 < K; k0 += KC) {
         const int64_t kc = std::min(KC, K - k0);
         const float beta_here = k0 == 0 ? beta : 1.0f;
         const float* bias_here = k0 == 0 ? bias : nullptr;
-        for (int64_t p = b_lo; p < b_hi; ++p)
-          B.pack(k0, kc, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR), packed_b + p * NR * kc);
+        if (panels >= nt) {
+          for (int64_t p = b_lo; p < b_hi; ++p)
+            B.pack(k0, kc, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR), packed_b + p * NR * kc);
+        } else {  // fewer panels than threads: each thread packs a slice of depth of each one
+          int64_t k_lo, k_hi;
+          split_range(kc, nt, tid, k_lo, k_hi);
+          for (int64_t p = 0; p < panels && k_hi > k_lo; ++p)
+            B.pack(k0 + k_lo, k_hi - k_lo, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR),
+                   packed_b + p * NR * kc + k_lo * NR);
+        }
         if (nt > 1) {
 #pragma omp barrier
         }

@@ -1,116 +1,214 @@
-// Pooling over (N*C) independent planes, split across threads by plane. Each output cell scans
-// its window clipped to the input; windows are small (2x2, 3x3), so no further blocking.
+// Pooling over (N*C) independent planes, split across threads by plane. The window of every
+// output row and column, clipped to the input, is computed once per call. Max pooling and the
+// average forward work one output row at a time on SIMD vectors of adjacent output cells: each
+// input row of the window is copied into a row buffer padded with the identity (-inf or 0), so
+// that every cell, edges included, scans its full window in row-major order with plain (stride
+// 1) or deinterleaved (stride 2) vector loads. The average backward scatters cell by cell.
+// Max pooling follows PyTorch's CPU kernel exactly: a value replaces the running maximum when it
+// is larger or NaN (so the last NaN wins), starting from -inf at the window's first in-bounds
+// cell; padding is never chosen.
 #include "pool.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
+#include "simd.h"
 #include "threads.h"
 
 namespace ds {
 namespace {
 
-struct Window {
-  int64_t h0, h1, w0, w1;  // clipped to the input: [h0, h1) x [w0, w1)
-  int64_t padded_area;     // clipped to the padded input
+// [lo, hi): the input cells under output cell i along one axis; padded: the window's length
+// clipped to the padded input (avg pooling's count_include_pad divisor).
+struct Span {
+  int64_t lo, hi, padded;
 };
 
-inline Window window(const Pool2dShape& s, int64_t p, int64_t q) {
-  const int64_t hs = p * s.stride_h - s.pad_h, ws = q * s.stride_w - s.pad_w;
-  const int64_t he = std::min(hs + s.kernel_h, s.H + s.pad_h);
-  const int64_t we = std::min(ws + s.kernel_w, s.W + s.pad_w);
-  return {std::max<int64_t>(hs, 0), std::min(he, s.H), std::max<int64_t>(ws, 0),
-          std::min(we, s.W), (he - hs) * (we - ws)};
+std::vector<Span> spans(int64_t out, int64_t in, int64_t kernel, int64_t stride, int64_t pad) {
+  std::vector<Span> result(out);
+  for (int64_t i = 0; i < out; ++i) {
+    const int64_t start = i * stride - pad, end = std::min(start + kernel, in + pad);
+    result[i] = {std::max<int64_t>(start, 0), std::min(end, in), end - start};
+  }
+  return result;
 }
 
-inline int64_t divisor(const Window& w, bool count_include_pad) {
-  return count_include_pad ? w.padded_area : (w.h1 - w.h0) * (w.w1 - w.w0);
-}
+struct Windows {
+  std::vector<Span> rows, cols;
+  explicit Windows(const Pool2dShape& s)
+      : rows(spans(s.P, s.H, s.kernel_h, s.stride_h, s.pad_h)),
+        cols(spans(s.Q, s.W, s.kernel_w, s.stride_w, s.pad_w)) {}
+};
 
-// Index in the plane of the first maximum of the window (NaN wins, as in PyTorch), or -1 for a
-// window that covers padding only.
-inline int64_t argmax(const Pool2dShape& s, const float* plane, const Window& w) {
-  int64_t best = -1;
+// Index in the plane of PyTorch's maximum of the window rows x cols, or -1 if it is empty.
+inline int64_t argmax(const float* plane, int64_t W, const Span& rows, const Span& cols) {
+  if (rows.lo >= rows.hi || cols.lo >= cols.hi) return -1;
+  int64_t best = rows.lo * W + cols.lo;
   float best_val = -std::numeric_limits<float>::infinity();
-  for (int64_t h = w.h0; h < w.h1; ++h)
-    for (int64_t v = w.w0; v < w.w1; ++v) {
-      const float val = plane[h * s.W + v];
-      if (best < 0 || val > best_val || std::isnan(val)) {
-        best = h * s.W + v;
-        best_val = val;
-        if (std::isnan(val)) return best;
-      }
+  for (int64_t h = rows.lo; h < rows.hi; ++h)
+    for (int64_t w = cols.lo; w < cols.hi; ++w) {
+      const float v = plane[h * W + w];
+      if (v > best_val || v != v) best_val = v, best = h * W + w;
     }
   return best;
 }
 
+inline int64_t divisor(const Span& rows, const Span& cols, bool count_include_pad) {
+  return count_include_pad ? rows.padded * cols.padded
+                           : (rows.hi - rows.lo) * (cols.hi - cols.lo);
+}
+
+// Runs body(in_plane_offset, out_plane_offset) for every plane, planes split across threads.
+template <typename Body>
+void for_each_plane(const Pool2dShape& s, Body body) {
+  const int64_t planes = s.N * s.C;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes > 1)
+  for (int64_t plane = 0; plane < planes; ++plane) body(plane * s.H * s.W, plane * s.P * s.Q);
+}
+
+typedef int32_t vint __attribute__((vector_size(kVecWidth * sizeof(int32_t))));
+
+// Lanes p[0], p[stride], ... p[(kVecWidth-1)*stride]; reads up to p[2*kVecWidth-1] for stride 2.
+inline vfloat load_strided(const float* p, int64_t stride) {
+  if (stride == 1) return vload(p);
+  vfloat v;
+  if (stride == 2) {
+    vint even;
+    for (int i = 0; i < kVecWidth; ++i) even[i] = 2 * i;
+    return __builtin_shuffle(vload(p), vload(p + kVecWidth), even);
+  }
+  for (int i = 0; i < kVecWidth; ++i) v[i] = p[i * stride];
+  return v;
+}
+
+// One input row laid out for the vector loops: cell w of the row at data()[pad_w + w], the
+// identity value on both sides, with room for the last vector's loads.
+class PaddedRow {
+ public:
+  PaddedRow(const Pool2dShape& s, float fill)
+      : s_(s), buf_(s.pad_w + s.W + (s.Q + 2 * kVecWidth) * s.stride_w + s.kernel_w, fill) {}
+  const float* load(const float* row) {
+    std::memcpy(buf_.data() + s_.pad_w, row, sizeof(float) * s_.W);
+    return buf_.data();
+  }
+
+ private:
+  const Pool2dShape& s_;
+  std::vector<float> buf_;
+};
+
+// Stores the first n lanes of v to dst.
+inline void store_lanes(float* dst, vfloat v, int64_t n) {
+  if (n == kVecWidth) {
+    vstore(dst, v);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = v[i];
+  }
+}
+
+// Max over the windows of output row p, kVecWidth cells at a time; index (h * W + w) of each
+// cell's maximum goes to argmax_out when it is not null.
+void max_pool_row(const Pool2dShape& s, const Windows& win, const float* plane, int64_t p,
+                  PaddedRow& row, float* max_out, int32_t* argmax_out) {
+  const vfloat minus_inf = vbroadcast(-std::numeric_limits<float>::infinity());
+  const Span& rows = win.rows[p];
+  vint lane;
+  for (int i = 0; i < kVecWidth; ++i) lane[i] = i * s.stride_w;
+  for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
+    const int64_t n = std::min<int64_t>(kVecWidth, s.Q - q0);
+    vfloat best = minus_inf;
+    vint best_at;
+    for (int64_t i = 0; i < n; ++i) best_at[i] = rows.lo * s.W + win.cols[q0 + i].lo;
+    for (int64_t h = rows.lo; h < rows.hi; ++h) {
+      const float* padded = row.load(plane + h * s.W) + q0 * s.stride_w;
+      for (int64_t t = 0; t < s.kernel_w; ++t) {
+        const vfloat v = load_strided(padded + t, s.stride_w);
+        const auto take = (v > best) | (v != v);
+        best = take ? v : best;
+        if (argmax_out) {
+          const vint at = lane + (int32_t)(h * s.W + q0 * s.stride_w - s.pad_w + t);
+          best_at = take ? at : best_at;
+        }
+      }
+    }
+    if (max_out) store_lanes(max_out + q0, best, n);
+    if (argmax_out)
+      for (int64_t i = 0; i < n; ++i) argmax_out[q0 + i] = best_at[i];
+  }
+}
 }  // namespace
 
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t plane = 0; plane < s.N * s.C; ++plane) {
-    const float* in = x + plane * s.H * s.W;
-    float* out = y + plane * s.P * s.Q;
+  const Windows win(s);
+  for_each_plane(s, [&](int64_t in_off, int64_t out_off) {
+    PaddedRow row(s, -std::numeric_limits<float>::infinity());
     for (int64_t p = 0; p < s.P; ++p)
-      for (int64_t q = 0; q < s.Q; ++q) {
-        const int64_t i = argmax(s, in, window(s, p, q));
-        out[p * s.Q + q] = i < 0 ? -std::numeric_limits<float>::infinity() : in[i];
-      }
-  }
+      max_pool_row(s, win, x + in_off, p, row, y + out_off + p * s.Q, nullptr);
+  });
 }
 
 void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float* x,
                          float* grad_x) {
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t plane = 0; plane < s.N * s.C; ++plane) {
-    const float* in = x + plane * s.H * s.W;
-    const float* gy = grad_y + plane * s.P * s.Q;
-    float* gx = grad_x + plane * s.H * s.W;
+  const Windows win(s);
+  for_each_plane(s, [&](int64_t in_off, int64_t out_off) {
+    PaddedRow row(s, -std::numeric_limits<float>::infinity());
+    std::vector<int32_t> argmax(s.Q);
+    const float* gy = grad_y + out_off;
+    float* gx = grad_x + in_off;
     std::memset(gx, 0, sizeof(float) * s.H * s.W);
-    for (int64_t p = 0; p < s.P; ++p)
-      for (int64_t q = 0; q < s.Q; ++q) {
-        const int64_t i = argmax(s, in, window(s, p, q));
-        if (i >= 0) gx[i] += gy[p * s.Q + q];
-      }
-  }
+    for (int64_t p = 0; p < s.P; ++p) {
+      max_pool_row(s, win, x + in_off, p, row, nullptr, argmax.data());
+      if (win.rows[p].lo >= win.rows[p].hi) continue;
+      for (int64_t q = 0; q < s.Q; ++q)
+        if (win.cols[q].lo < win.cols[q].hi) gx[argmax[q]] += gy[p * s.Q + q];
+    }
+  });
 }
 
 void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const float* x, float* y) {
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t plane = 0; plane < s.N * s.C; ++plane) {
-    const float* in = x + plane * s.H * s.W;
-    float* out = y + plane * s.P * s.Q;
-    for (int64_t p = 0; p < s.P; ++p)
-      for (int64_t q = 0; q < s.Q; ++q) {
-        const Window w = window(s, p, q);
-        float sum = 0.0f;
-        for (int64_t h = w.h0; h < w.h1; ++h)
-          for (int64_t v = w.w0; v < w.w1; ++v) sum += in[h * s.W + v];
-        const int64_t d = divisor(w, count_include_pad);
-        out[p * s.Q + q] = d > 0 ? sum / static_cast<float>(d) : 0.0f;
+  const Windows win(s);
+  for_each_plane(s, [&](int64_t in_off, int64_t out_off) {
+    PaddedRow row(s, 0.0f);
+    for (int64_t p = 0; p < s.P; ++p) {
+      const Span& rows = win.rows[p];
+      for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
+        const int64_t n = std::min<int64_t>(kVecWidth, s.Q - q0);
+        vfloat sum = vfloat{}, d = vbroadcast(1.0f);
+        for (int64_t i = 0; i < n; ++i) d[i] = (float)divisor(rows, win.cols[q0 + i], count_include_pad);
+        for (int64_t h = rows.lo; h < rows.hi; ++h) {
+          const float* padded = row.load(x + in_off + h * s.W) + q0 * s.stride_w;
+          for (int64_t t = 0; t < s.kernel_w; ++t) sum += load_strided(padded + t, s.stride_w);
+        }
+        vfloat out = sum / d;
+        for (int64_t i = 0; i < n; ++i)
+          if (d[i] <= 0.0f) out[i] = 0.0f;
+        store_lanes(y + out_off + p * s.Q + q0, out, n);
       }
-  }
+    }
+  });
 }
 
 void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_y,
                          float* grad_x) {
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t plane = 0; plane < s.N * s.C; ++plane) {
-    const float* gy = grad_y + plane * s.P * s.Q;
-    float* gx = grad_x + plane * s.H * s.W;
+  const Windows win(s);
+  for_each_plane(s, [&](int64_t in_off, int64_t out_off) {
+    const float* gy = grad_y + out_off;
+    float* gx = grad_x + in_off;
     std::memset(gx, 0, sizeof(float) * s.H * s.W);
-    for (int64_t p = 0; p < s.P; ++p)
+    for (int64_t p = 0; p < s.P; ++p) {
+      const Span& rows = win.rows[p];
       for (int64_t q = 0; q < s.Q; ++q) {
-        const Window w = window(s, p, q);
-        const int64_t d = divisor(w, count_include_pad);
+        const Span& cols = win.cols[q];
+        const int64_t d = divisor(rows, cols, count_include_pad);
         if (d <= 0) continue;
         const float g = gy[p * s.Q + q] / static_cast<float>(d);
-        for (int64_t h = w.h0; h < w.h1; ++h)
-          for (int64_t v = w.w0; v < w.w1; ++v) gx[h * s.W + v] += g;
+        for (int64_t h = rows.lo; h < rows.hi; ++h)
+          for (int64_t w = cols.lo; w < cols.hi; ++w) gx[h * s.W + w] += g;
       }
-  }
+    }
+  });
 }
 
 }  // namespace ds
