@@ -23,6 +23,7 @@ CASES = [
     ((3, 32, 16, 16), (32, 5, 5), 1, 2),  # CIFAR conv2 shape, batch > thread count
     ((1, 3, 32, 32), (32, 5, 5), 1, 2),  # CIFAR conv1 shape, batch 1
     ((4, 16, 20, 20), (24, 3, 3), 1, 1),
+    ((8, 32, 24, 24), (200, 3, 3), 1, 1),  # spans the GEMM's cache blocks in every direction
 ]
 
 
@@ -163,15 +164,15 @@ def test_conv2d_of_known_values():
     np.testing.assert_array_equal(ops.conv2d(x, corner)[0, 0], [[0, 1], [3, 4]])
 
 
-def random_cases(count, seed):
-    """Seeded random geometries, each dimension from 1 up, strides and paddings 0..3 in each
-    direction independently (paddings beyond the kernel included)."""
+def random_cases(count, seed, max_stride=3):
+    """Seeded random geometries, each dimension from 1 up, strides 1..max_stride and paddings
+    0..3 in each direction independently (paddings beyond the kernel included)."""
     rng = np.random.default_rng(seed)
     cases = []
     while len(cases) < count:
         n, c, h, w, k = rng.integers(1, [4, 6, 13, 13, 7])
         r, s = rng.integers(1, 6, size=2)
-        stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        stride = tuple(int(v) for v in rng.integers(1, max_stride + 1, size=2))
         padding = tuple(int(v) for v in rng.integers(0, 4, size=2))
         if r <= h + 2 * padding[0] and s <= w + 2 * padding[1]:
             cases.append(((int(n), int(c), int(h), int(w)), (int(k), int(r), int(s)), stride,
@@ -179,7 +180,8 @@ def random_cases(count, seed):
     return cases
 
 
-@pytest.mark.parametrize("case", random_cases(40, 2024), ids=case_id)
+@pytest.mark.parametrize("case", random_cases(40, 2024) + random_cases(25, 5, max_stride=1),
+                         ids=case_id)
 def test_conv2d_random_geometries_match_reference(case):
     x, w, b, grad_y, stride, padding = make_case(case, 8)
     ref.assert_close(ops.conv2d(x, w, b, stride, padding), ref.conv2d(x, w, b, stride, padding),
@@ -190,3 +192,12 @@ def test_conv2d_random_geometries_match_reference(case):
     ref.assert_close(grad_x, ref_x, terms=k * w.shape[2] * w.shape[3])
     ref.assert_close(grad_w, ref_w, terms=n * p * q)
     ref.assert_close(grad_b, ref_b, terms=n * p * q)
+
+
+def test_conv2d_leaves_inputs_unchanged():
+    x, w, b, grad_y, stride, padding = make_case(CASES[2], 9)
+    saved = [a.copy() for a in (x, w, b, grad_y)]
+    ops.conv2d(x, w, b, stride, padding)
+    ops.conv2d_backward(grad_y, x, w, stride, padding)
+    for before, after in zip(saved, (x, w, b, grad_y)):
+        np.testing.assert_array_equal(before, after)

@@ -155,3 +155,14 @@ def test_gemm_random_shapes_match_reference(m, n, k):
     c = ops.gemm(a, b, c0.copy(), trans_a=trans_a, trans_b=trans_b, alpha=0.75, beta=-0.5)
     expected = ref.gemm(a, b, c0, trans_a=trans_a, trans_b=trans_b, alpha=0.75, beta=-0.5)
     ref.assert_close(c, expected, terms=k)
+
+
+def test_gemm_writes_only_inside_c():
+    rng = np.random.default_rng(10)
+    a, b = operands(rng, 13, 33, 20, False, False)
+    buffer = np.full((17, 33), 5.0, np.float32)
+    c = buffer[2:15]  # a contiguous block of rows inside a larger array
+    ops.gemm(a, b, c, beta=0.0)
+    ref.assert_close(c, ref.gemm(a, b), terms=20)
+    np.testing.assert_array_equal(buffer[:2], 5.0)
+    np.testing.assert_array_equal(buffer[15:], 5.0)

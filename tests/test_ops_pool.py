@@ -297,3 +297,15 @@ def test_pool_random_geometries_match_reference(shape, options, count_include_pa
     ref.assert_close(ops.avg_pool2d(x, *args), ref.avg_pool2d(x, *args), terms=16)
     ref.assert_close(ops.avg_pool2d_backward(grad_y, x, *args),
                      ref.avg_pool2d_backward(grad_y.astype(np.float64), x, *args), terms=16)
+
+
+def test_pool_leaves_inputs_unchanged():
+    options = ((3, 3), 2, (1, 1), True)
+    x, grad_y = pool_case(options, 15)
+    saved_x, saved_grad = x.copy(), grad_y.copy()
+    ops.max_pool2d(x, *options)
+    ops.max_pool2d_backward(grad_y, x, *options)
+    ops.avg_pool2d(x, *options)
+    ops.avg_pool2d_backward(grad_y, x, *options)
+    np.testing.assert_array_equal(x, saved_x)
+    np.testing.assert_array_equal(grad_y, saved_grad)
