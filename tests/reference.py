@@ -133,13 +133,16 @@ def max_pool2d(x, kernel, stride=None, padding=0, ceil_mode=False):
 
 
 def max_pool2d_backward(grad_y, x, kernel, stride=None, padding=0, ceil_mode=False):
-    """Each output's gradient goes to the first maximum of its window in row-major order."""
+    """Each output's gradient goes to the first maximum of its window in row-major order, or
+    to its last NaN if it has any (PyTorch's rule: a cell wins if greater or NaN)."""
     grad_x = np.zeros(x.shape)
     n, c = np.indices(x.shape[:2])
     for p, q, rows, cols, _ in _windows(x, kernel, stride, padding, ceil_mode):
-        window = x[:, :, rows, cols]
-        first = window.reshape(*x.shape[:2], -1).argmax(axis=2)
-        r, s = np.unravel_index(first, window.shape[2:])
+        window = x[:, :, rows, cols].reshape(*x.shape[:2], -1)
+        first_max = np.nan_to_num(window, nan=-np.inf).argmax(axis=2)
+        last_nan = window.shape[2] - 1 - np.isnan(window[:, :, ::-1]).argmax(axis=2)
+        winner = np.where(np.isnan(window).any(axis=2), last_nan, first_max)
+        r, s = np.unravel_index(winner, (rows.stop - rows.start, cols.stop - cols.start))
         np.add.at(grad_x, (n, c, rows.start + r, cols.start + s), grad_y[:, :, p, q])
     return grad_x
 

@@ -309,3 +309,31 @@ def test_pool_leaves_inputs_unchanged():
     ops.avg_pool2d_backward(grad_y, x, *options)
     np.testing.assert_array_equal(x, saved_x)
     np.testing.assert_array_equal(grad_y, saved_grad)
+
+
+def nan_case():
+    rng = np.random.default_rng(16)
+    x = distinct_values(rng, (2, 3, 7, 8))
+    x[rng.random(x.shape) < 0.15] = np.nan  # some windows with one NaN, some with several
+    options = ((3, 3), 1, (1, 1), False)
+    grad_y = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)
+    return x, grad_y, options
+
+
+def test_max_pool2d_nan_wins_like_pytorch():
+    x, grad_y, options = nan_case()
+    y = ops.max_pool2d(x, *options)
+    np.testing.assert_array_equal(y, ref.max_pool2d(x, *options))  # NaN where a window has one
+    assert np.isnan(y).any() and not np.isnan(y).all()
+    ref.assert_close(ops.max_pool2d_backward(grad_y, x, *options),
+                     ref.max_pool2d_backward(grad_y.astype(np.float64), x, *options), terms=9)
+
+
+def test_max_pool2d_nan_matches_torch(torch_single_threaded):
+    torch = torch_single_threaded
+    x, grad_y, (kernel, stride, padding, ceil_mode) = nan_case()
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = torch.nn.functional.max_pool2d(xt, kernel, stride, padding, ceil_mode=ceil_mode)
+    (grad,) = torch.autograd.grad(yt, xt, torch.from_numpy(grad_y))
+    ref_grad = ref.max_pool2d_backward(grad_y.astype(np.float64), x, kernel, stride, padding)
+    np.testing.assert_allclose(ref_grad, grad.numpy(), rtol=1e-6, atol=1e-6)
