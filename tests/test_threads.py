@@ -1,3 +1,5 @@
+import concurrent.futures
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,19 @@ def test_environment_variable_bad_value_is_a_clear_error(run_python, value):
 
 def test_max_hardware_threads_is_positive():
     assert _cpu.max_hardware_threads() >= 1
+
+
+def test_concurrent_calls_from_python_threads_agree_with_serial_calls():
+    """The kernels release the GIL, so Python threads can run them at once: no buffer may be
+    shared between calls."""
+    deepstyle.set_num_threads(2)
+    expected = {kernel: kernel(np.random.default_rng(2)) for kernel in KERNELS}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {kernel: [pool.submit(kernel, np.random.default_rng(2)) for _ in range(3)]
+                   for kernel in KERNELS}
+        for kernel, runs in futures.items():
+            for run in runs:
+                got = run.result()
+                for name in expected[kernel]:
+                    np.testing.assert_array_equal(got[name], expected[kernel][name],
+                                                  err_msg=f"{kernel.__name__}: {name}")
