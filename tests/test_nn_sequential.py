@@ -91,6 +91,9 @@ def test_save_load_round_trip(tmp_path):
     a, b = small_net(0), small_net(1)
     a.save(path)
     assert sorted(os.listdir(tmp_path)) == ["net.npz"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
     weight = b["fc"].weight
     b.load(path)
     assert b["fc"].weight is weight  # loaded in place: optimizers keep valid references

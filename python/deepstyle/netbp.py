@@ -13,11 +13,11 @@ import copy
 import io
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 from . import nn, optim
+from .image import write_atomically
 
 # Listing 6.1: the ten points; the first five are category A, the last five category B.
 X1 = [0.1, 0.3, 0.1, 0.6, 0.4, 0.6, 0.5, 0.9, 0.4, 0.7]
@@ -59,25 +59,12 @@ def accuracy(net, x, y):
 # --- output files -----------------------------------------------------------------------------
 
 
-def atomic_write(path, write):
-    """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_csv(path, header, rows):
     text = io.StringIO()
     text.write(",".join(header) + "\n")
     for row in rows:
         text.write(",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in row) + "\n")
-    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
+    write_atomically(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def region_grid(net, size=201):
@@ -100,7 +87,7 @@ def _pyplot():
 
 
 def _save_figure(plt, fig, path):
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 

@@ -14,11 +14,11 @@ backward pass to release them early. A second ``backward`` needs a new ``forward
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
 from .. import ops
+from ..image import write_atomically
 from . import init
 
 
@@ -73,16 +73,7 @@ class Layer:
     def save(self, path):
         """Write every parameter to ``path`` as an .npz file, atomically."""
         arrays = {name: value for name, value, _ in self.parameters()}
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                   prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomically(os.fspath(path), lambda f: np.savez(f, **arrays))
 
     def load(self, path):
         """Read parameters saved by :meth:`save` into this network's arrays, in place.
