@@ -178,9 +178,87 @@ struct BatchOutput {
     return y + (j / pq * s.K + i) * pq + j % pq;
   }
   int64_t ld() const { return s.P * s.Q; }
-  bool contiguous(int64_t j0, int64_t cols) const {
+  float* direct(int64_t i, int64_t j0, int64_t cols) const {
     const int64_t pq = s.P * s.Q;
-    return j0 / pq == (j0 + cols - 1) / pq;
+    return j0 / pq == (j0 + cols - 1) / pq ? at(i, j0) : nullptr;
+  }
+};
+
+// The batch laid out for a stride-1 convolution with 0 <= pad < kernel size, so that every tap
+// of every output position is one fixed offset away: channel-major, images stacked along the
+// rows, each image row followed by pad_w zeros (the right padding of one row is the left
+// padding of the next) and each image by pad_h zero rows (likewise shared), plus one leading
+// zero row. Output position (n, p, q) becomes the "virtual" column u = (n*period + p)*Wp + q;
+// columns with p >= P or q >= Q are computed but not stored.
+struct PaddedBatch {
+  const Conv2dShape& s;
+  int64_t Wp, period, plane, virtual_cols;
+  std::vector<float> data;
+  std::vector<int64_t> tap_offset;  // of (c, r, t) from a column's own position
+
+  explicit PaddedBatch(const Conv2dShape& shape, const float* x)
+      : s(shape),
+        Wp(shape.W + shape.pad_w),
+        period(shape.H + shape.pad_h),
+        plane((shape.N * period + shape.R + 2) * Wp + NR + shape.S),
+        virtual_cols(shape.N * period * Wp),
+        data(shape.C * plane, 0.0f),
+        tap_offset(shape.C * shape.R * shape.S) {
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (s.C * s.N > 1)
+    for (int64_t cn = 0; cn < s.C * s.N; ++cn) {
+      const int64_t c = cn / s.N, n = cn % s.N;
+      for (int64_t h = 0; h < s.H; ++h)
+        std::memcpy(&data[c * plane + (1 + s.pad_h + n * period + h) * Wp],
+                    x + ((n * s.C + c) * s.H + h) * s.W, sizeof(float) * s.W);
+    }
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t r = 0; r < s.R; ++r)
+        for (int64_t t = 0; t < s.S; ++t)
+          tap_offset[(c * s.R + r) * s.S + t] = c * plane + (1 + r) * Wp + t - s.pad_w;
+  }
+
+  static bool fits(const Conv2dShape& s) {
+    return s.stride_h == 1 && s.stride_w == 1 && s.pad_h >= 0 && s.pad_h < s.R &&
+           s.pad_w >= 0 && s.pad_w < s.S &&
+           2 * s.P * s.Q >= (s.H + s.pad_h) * (s.W + s.pad_w);  // half the columns kept
+  }
+
+  // op(B) = col (CRS x virtual columns): every panel row is one contiguous copy.
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = data.data() + tap_offset[k0 + k] + j0;
+      float* d = dst + k * NR;
+      if (cols == NR) {
+        for (int v = 0; v < blocked::NV; ++v) vstore(d + v * kVecWidth, vload(src + v * kVecWidth));
+      } else {
+        std::memcpy(d, src, sizeof(float) * cols);
+        std::fill(d + cols, d + NR, 0.0f);
+      }
+    }
+  }
+};
+
+// C = y (N, K, P, Q) addressed by the virtual columns of a PaddedBatch.
+struct PaddedOutput {
+  const Conv2dShape& s;
+  float* y;
+  std::vector<int64_t> offset;  // of each virtual column's (n, 0, p, q) in y, -1 if not stored
+
+  PaddedOutput(const Conv2dShape& shape, const PaddedBatch& batch, float* out)
+      : s(shape), y(out), offset(batch.virtual_cols) {
+    int64_t* u = offset.data();
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t p = 0; p < batch.period; ++p)
+        for (int64_t q = 0; q < batch.Wp; ++q)
+          *u++ = p < s.P && q < s.Q ? (n * s.K * s.P + p) * s.Q + q : -1;
+  }
+  float* at(int64_t i, int64_t j) const {
+    return offset[j] < 0 ? nullptr : y + offset[j] + i * s.P * s.Q;
+  }
+  int64_t ld() const { return s.P * s.Q; }
+  float* direct(int64_t i, int64_t j0, int64_t cols) const {
+    const int64_t first = offset[j0], last = offset[j0 + cols - 1];
+    return first >= 0 && last == first + cols - 1 ? y + first + i * s.P * s.Q : nullptr;
   }
 };
 
@@ -208,8 +286,15 @@ void col2im(const Conv2dShape& s, const float* col, int64_t ld, float* x) {
 void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                   float* y) {
   const int64_t crs = s.C * s.R * s.S;
-  blocked::gemm(s.K, s.N * s.P * s.Q, crs, 1.0f, blocked::MatrixA{weight, crs, false},
-                ImageColumns{s, x}, 0.0f, BatchOutput{s, y}, bias, num_threads());
+  const blocked::MatrixA w{weight, crs, false};
+  if (PaddedBatch::fits(s)) {
+    const PaddedBatch batch(s, x);
+    blocked::gemm(s.K, batch.virtual_cols, crs, 1.0f, w, batch, 0.0f, PaddedOutput{s, batch, y},
+                  bias, num_threads());
+  } else {
+    blocked::gemm(s.K, s.N * s.P * s.Q, crs, 1.0f, w, ImageColumns{s, x}, 0.0f,
+                  BatchOutput{s, y}, bias, num_threads());
+  }
 }
 
 // grad_x of a stride-1 convolution: the forward convolution of grad_y with weight'[c, k] =

@@ -116,14 +116,15 @@ struct MatrixB {
   }
 };
 
-// C as a row-major matrix. at(i, j) addresses element (i, j); contiguous(j0, cols) says whether
-// columns [j0, j0+cols) of every row are adjacent in memory with rows ld() apart.
+// C as a row-major matrix. Every C destination offers at(i, j), the address of element (i, j)
+// (null for a column that is not stored), with rows ld() apart, and direct(i, j0, cols), the
+// address of (i, j0) when columns [j0, j0+cols) are adjacent in memory, else null.
 struct MatrixC {
   float* C;
   int64_t ldc;
   float* at(int64_t i, int64_t j) const { return C + i * ldc + j; }
   int64_t ld() const { return ldc; }
-  bool contiguous(int64_t, int64_t) const { return true; }
+  float* direct(int64_t i, int64_t j0, int64_t) const { return at(i, j0); }
 };
 
 // acc (MR x NR) = sum over k of a[k, :]^T b[k, :], stored to c (row stride ldc) as
@@ -161,25 +162,39 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 }
 
 // One (rows x cols) tile of C at (i0, j0): straight into C when it is a full tile with
-// contiguous columns, else through a buffer.
+// adjacent columns, else through a buffer, column by column.
 template <typename CDst>
 inline void tile(int64_t kc, const float* a, const float* b, float alpha, float beta,
                  const float* bias, const CDst& C, int64_t i0, int64_t j0, int64_t rows,
                  int64_t cols) {
-  if (rows == MR && cols == NR && C.contiguous(j0, cols)) {
-    micro_kernel(kc, a, b, alpha, beta, bias ? bias + i0 : nullptr, C.at(i0, j0), C.ld());
+  float* direct = rows == MR && cols == NR ? C.direct(i0, j0, cols) : nullptr;
+  if (direct) {
+    micro_kernel(kc, a, b, alpha, beta, bias ? bias + i0 : nullptr, direct, C.ld());
     return;
   }
   alignas(64) float buf[MR * NR];
   micro_kernel(kc, a, b, alpha, 0.0f, nullptr, buf, NR);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      float* dst = C.at(i0 + r, j0 + c);
-      float v = buf[r * NR + c];
-      if (beta != 0.0f) v += beta * *dst;
-      if (bias) v += bias[i0 + r];
-      *dst = v;
+  const int64_t ld = C.ld();
+  for (int64_t c = 0; c < cols;) {  // runs of columns adjacent in memory
+    float* dst = C.at(i0, j0 + c);
+    if (!dst) {
+      ++c;
+      continue;
     }
+    int64_t len = 1;
+    while (c + len < cols && C.at(i0, j0 + c + len) == dst + len) ++len;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* src = buf + r * NR + c;
+      float* d = dst + r * ld;
+      const float add = bias ? bias[i0 + r] : 0.0f;
+      if (beta == 0.0f) {
+        for (int64_t m = 0; m < len; ++m) d[m] = src[m] + add;
+      } else {
+        for (int64_t m = 0; m < len; ++m) d[m] = src[m] + beta * d[m] + add;
+      }
+    }
+    c += len;
+  }
 }
 
 inline Scratch& packed_b_scratch() {
