@@ -82,7 +82,7 @@ class FeatureNet:
             raise ValueError("taps: expected at least one layer name, got none")
         deepest = max(self._position[name] for name in taps)
         check_input(x, self._downsampling[self.layer_names[deepest]], f"layers up to {self.layer_names[deepest]}")
-        self._release()
+        self.clear()
         wanted = set(taps)
         features = {}
         for name, layer in self._layers[: deepest + 1]:
@@ -114,7 +114,8 @@ class FeatureNet:
         self._ran = 0
         return grad
 
-    def _release(self):
+    def clear(self):
+        """Drop the activations kept for backward (after a forward that needs none)."""
         for _, layer in self._layers[: self._ran]:
             layer.clear()
         self._ran = 0

@@ -10,9 +10,9 @@ Two kinds, both seeded and deterministic:
 * ``random-multiscale`` (Ustyuzhaninov, Brendel, Gatys & Bethge 2017, "What does it take to
   generate natural textures?"): one layer of random filters of sizes 3, 5, 7, 11, 15, 23, 37 and
   55 pixels, each followed by a ReLU; the Gram matrices of these maps describe a texture. Sizes
-  above 8 are computed on a 2x, 4x or 8x average-pooled image with an odd kernel of about
-  size / factor (e.g. 55 -> 7x7 on a 1/8 image): the same receptive fields at a fraction of the
-  cost of a 55x55 convolution. Taps are ``conv_k<size>`` and ``relu_k<size>``.
+  above 8 are computed on an image low-passed and downsampled 2x, 4x or 8x, with an odd kernel
+  of about size / factor (e.g. 55 -> 7x7 at 1/8): about the same receptive fields at a fraction
+  of the cost of a 55x55 convolution. Taps are ``conv_k<size>`` and ``relu_k<size>``.
 
 The calibration image is 1/f ("pink") noise: its power spectrum is that of natural images, so
 the scales set on it hold for photographs and paintings.
@@ -78,19 +78,53 @@ def _branch_geometry(size):
     return factor, kernel if kernel % 2 else kernel + (1 if size / factor > kernel else -1)
 
 
+class _Branch:
+    """Low-pass and downsample by ``factor``, then a random k x k convolution and a ReLU.
+
+    The downsampling is a cascade of overlapping 3x3, stride-2 averages: a smooth low-pass whose
+    gradient has no block edges (a single factor x factor box pooling printed its grid on the
+    synthesised images).
+    """
+
+    def __init__(self, size, channels, rng):
+        self.factor, kernel = _branch_geometry(size)
+        self.pools = [nn.AvgPool2d(3, 2, padding=1, count_include_pad=False)
+                      for _ in range(self.factor.bit_length() - 1)]
+        self.conv = nn.Conv2d(3, channels, kernel, padding=kernel // 2, bias=False, rng=rng)
+        self.conv.trainable = False
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        for pool in self.pools:
+            x = pool.forward(x)
+        pre = self.conv.forward(x)
+        return pre, self.relu.forward(pre)
+
+    def backward(self, grad_post, grad_pre, names, shape):
+        grad = None
+        if grad_post is not None:
+            grad = self.relu.backward(add_tap_gradient(None, grad_post, names[1], shape))
+        else:
+            self.relu.clear()
+        if grad_pre is not None:
+            grad = add_tap_gradient(grad, grad_pre, names[0], shape)
+        grad = self.conv.backward(grad)
+        for pool in reversed(self.pools):
+            grad = pool.backward(grad)
+        return grad
+
+    def clear(self):
+        for layer in self.pools + [self.conv, self.relu]:
+            layer.clear()
+
+
 class MultiScaleNet:
-    """Parallel branches (optional avg-pool, conv k x k, ReLU) on the same input; taps per branch."""
+    """Parallel branches on the same input, one per filter size; taps conv_k<size>, relu_k<size>."""
 
     def __init__(self, sizes=MULTISCALE_SIZES, channels=MULTISCALE_CHANNELS, seed=0, convention=TORCHVISION):
         rng = np.random.default_rng(seed)
         self.convention = convention
-        self._branches = {}
-        for size in sizes:
-            factor, kernel = _branch_geometry(size)
-            pool = nn.AvgPool2d(factor) if factor > 1 else None
-            conv = nn.Conv2d(3, channels, kernel, padding=kernel // 2, bias=False, rng=rng)
-            conv.trainable = False
-            self._branches[size] = (factor, pool, conv, nn.ReLU())
+        self._branches = {size: _Branch(size, channels, rng) for size in sizes}
         self.layer_names = [f"{kind}_k{size}" for size in sizes for kind in ("conv", "relu")]
         self.default_layers = {
             "content": ("relu_k3",),
@@ -99,15 +133,19 @@ class MultiScaleNet:
         sizes_text = ",".join(map(str, sizes))
         self.description = (f"random multi-scale filters (sizes {sizes_text}, {channels} each, seed {seed}; "
                             "Ustyuzhaninov et al. 2017)")
-        self._saved = {}
-        self._calibrate(_calibration_input(convention, seed))
+        self._shapes = {}  # size -> activation shape, for the branches the last forward ran
+        x = _calibration_input(convention, seed)
+        for branch in self._branches.values():
+            _rescale(branch.conv, branch.forward(x)[0])
+            branch.clear()
 
     def __repr__(self):
         return f"<MultiScaleNet {self.description}>"
 
     @property
     def min_size(self):
-        return max(factor for factor, *_ in self._branches.values())
+        """Below this the coarsest branch would see less than one pixel of its own."""
+        return max(branch.factor for branch in self._branches.values())
 
     def preprocess(self, image):
         return self.convention.preprocess(image)
@@ -115,70 +153,53 @@ class MultiScaleNet:
     def deprocess(self, x):
         return self.convention.deprocess(x)
 
-    def _calibrate(self, x):
-        for factor, pool, conv, _ in self._branches.values():
-            _rescale(conv, conv.forward(pool.forward(x) if pool else x))
-            conv.clear()
-            if pool:
-                pool.clear()
-
     def forward(self, x, taps):
         taps = check_taps(taps, self.layer_names)
         if not taps:
             raise ValueError("taps: expected at least one layer name, got none")
-        sizes = sorted({int(name.split("_k")[1]) for name in taps})
-        check_input(x, max(self._branches[s][0] for s in sizes), ", ".join(taps))
-        self._release()
+        sizes = sorted({_size_of(name) for name in taps})
+        check_input(x, max(self._branches[s].factor for s in sizes), ", ".join(taps))
+        self.clear()
         features = {}
         for size in sizes:
-            _, pool, conv, relu = self._branches[size]
-            pre = conv.forward(pool.forward(x) if pool else x)
-            post = relu.forward(pre)
-            for kind, value in (("conv", pre), ("relu", post)):
-                if f"{kind}_k{size}" in taps:
-                    features[f"{kind}_k{size}"] = value
-            self._saved[size] = post.shape
+            pre, post = self._branches[size].forward(x)
+            for name, value in ((f"conv_k{size}", pre), (f"relu_k{size}", post)):
+                if name in taps:
+                    features[name] = value
+            self._shapes[size] = pre.shape
         return features
 
     def backward(self, grads):
-        if not self._saved:
+        if not self._shapes:
             raise RuntimeError("backward: no forward pass to go back through (call forward first)")
         check_taps(list(grads), self.layer_names, "grads")
+        stale = [name for name in grads if _size_of(name) not in self._shapes]
+        if stale:
+            raise ValueError(f"grads: {', '.join(stale)} were not tapped by the last forward pass")
         grad_x = None
-        for name in grads:
-            if int(name.split("_k")[1]) not in self._saved:
-                raise ValueError(f"grads: {name} was not tapped by the last forward pass")
-        for size, shape in self._saved.items():
-            _, pool, conv, relu = self._branches[size]
-            post, pre = grads.get(f"relu_k{size}"), grads.get(f"conv_k{size}")
-            if post is None and pre is None:
-                for layer in (pool, conv, relu):
-                    if layer:
-                        layer.clear()
+        for size, shape in self._shapes.items():
+            names = (f"conv_k{size}", f"relu_k{size}")
+            branch = self._branches[size]
+            if not any(name in grads for name in names):
+                branch.clear()
                 continue
-            grad = None
-            if post is not None:
-                grad = relu.backward(add_tap_gradient(None, post, f"relu_k{size}", shape))
-            else:
-                relu.clear()
-            if pre is not None:
-                grad = add_tap_gradient(grad, pre, f"conv_k{size}", shape)
-            grad = conv.backward(grad)
-            if pool:
-                grad = pool.backward(grad)
+            grad = branch.backward(grads.get(names[1]), grads.get(names[0]), names, shape)
             if grad_x is None:
                 grad_x = grad
             else:
                 grad_x += grad
-        self._saved = {}
+        self._shapes = {}
         return grad_x
 
-    def _release(self):
-        for size in self._saved:
-            for layer in self._branches[size][1:]:
-                if layer:
-                    layer.clear()
-        self._saved = {}
+    def clear(self):
+        """Drop the activations kept for backward (after a forward that needs none)."""
+        for size in self._shapes:
+            self._branches[size].clear()
+        self._shapes = {}
+
+
+def _size_of(name):
+    return int(name.split("_k")[1])
 
 
 def calibrate_random_vgg(layers, convention, seed):
