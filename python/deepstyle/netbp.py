@@ -10,6 +10,7 @@ weights.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import os
 import sys
@@ -128,10 +129,8 @@ def fit_least_squares(net, x, y):
     """Minimise eq. (6) over the 23 parameters with scipy.optimize.least_squares (the
     counterpart of MATLAB's lsqnonlin), starting from ``net``'s parameters; returns a new
     network holding the fit."""
-    try:
-        from scipy.optimize import least_squares
-    except ImportError:
-        raise RuntimeError("--lsq needs scipy: pip install scipy") from None
+    from scipy.optimize import least_squares
+
     shapes = [value.shape for _, value, _ in net.parameters()]
     start = np.concatenate([value.ravel() for _, value, _ in net.parameters()]).astype(float)
 
@@ -188,6 +187,8 @@ def _argument_error(args):
         return f"--eta: expected a positive learning rate, got {args.eta}"
     if args.record_every < 1:
         return f"--record-every: expected a positive integer, got {args.record_every}"
+    if args.lsq and importlib.util.find_spec("scipy") is None:
+        return "--lsq needs scipy: pip install scipy"
     return None
 
 
@@ -243,7 +244,12 @@ def run(args):
     if error:
         print(f"deepstyle netbp: error: {error}", file=sys.stderr)
         return 2
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        print(f"deepstyle netbp: error: --out: cannot create {args.out!r} ({exc.strerror})",
+              file=sys.stderr)
+        return 2
     plt = _pyplot()
     interrupted = False
     for extra_point in [False, True] if args.extra_point else [False]:
@@ -259,8 +265,9 @@ def run(args):
                   f"{round(s['lsq_accuracy'] * s['points'])}/{s['points']} classified correctly")
         for path in s["files"]:
             print(f"wrote {path}")
-        interrupted = interrupted or s["interrupted"]
-        if interrupted:
+        if s["interrupted"]:
+            interrupted = True
+            print("interrupted: the files hold what was learned up to then", file=sys.stderr)
             break
     print(f"wrote CSV files and parameters into {args.out}")
     if plt is None:
