@@ -167,3 +167,16 @@ def test_initialisation_schemes_are_seeded_and_scaled():
         nn.Linear(2, 2, init="xavier")
     with pytest.raises(TypeError, match="rng: expected a numpy.random.Generator"):
         nn.Linear(2, 2, rng="seed")
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(2, 2, rng=0), nn.Sigmoid(), nn.Flatten(),
+                                   nn.Dropout(0.5, rng=0)], ids=repr)
+def test_backward_needs_its_own_forward(layer):
+    x = np.ones((3, 2), np.float32)
+    with pytest.raises(RuntimeError, match="backward: no forward pass to go back through"):
+        layer.backward(x)
+    layer.backward(layer.forward(x))
+    with pytest.raises(RuntimeError, match="each forward allows one backward"):
+        layer.backward(x)
+    layer.eval()
+    layer.backward(layer.forward(x))  # evaluation mode still allows a backward pass

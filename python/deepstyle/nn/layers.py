@@ -55,6 +55,14 @@ class Layer:
         """Drop cached activations (after a forward pass that needs no backward)."""
         self._saved = None
 
+    def _take_saved(self):
+        """What forward cached for backward, releasing it."""
+        saved, self._saved = self._saved, None
+        if saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: no forward pass to go back "
+                               f"through (each forward allows one backward)")
+        return saved
+
     def parameters(self):
         """Yield ``(name, array, grad)``; grad is None until a backward pass has computed it
         (and stays None while the layer is frozen)."""
@@ -141,7 +149,7 @@ class Linear(_Parametric):
         return y
 
     def backward(self, grad_y):
-        x, self._saved = self._saved, None
+        x = self._take_saved()
         grad_y = _float32(grad_y)
         if self.trainable:
             self.grad_weight = ops.gemm(grad_y, x, trans_a=True)  # eq. (25): delta a^T
@@ -180,7 +188,7 @@ class Conv2d(_Parametric):
         return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
     def backward(self, grad_y):
-        x, self._saved = self._saved, None
+        x = self._take_saved()
         learn = self.trainable
         grad_x, grad_w, grad_b = ops.conv2d_backward(
             grad_y, x, self.weight, self.stride, self.padding, need_weight=learn,
@@ -203,7 +211,7 @@ class ReLU(Layer):
         return ops.relu(x)
 
     def backward(self, grad_y):
-        x, self._saved = self._saved, None
+        x = self._take_saved()
         return ops.relu_backward(grad_y, x)
 
 
@@ -220,7 +228,7 @@ class LeakyReLU(Layer):
         return ops.leaky_relu(x, self.negative_slope)
 
     def backward(self, grad_y):
-        x, self._saved = self._saved, None
+        x = self._take_saved()
         return ops.leaky_relu_backward(grad_y, x, self.negative_slope)
 
     def extra_repr(self):
@@ -237,7 +245,7 @@ class Sigmoid(Layer):
         return y
 
     def backward(self, grad_y):
-        y, self._saved = self._saved, None
+        y = self._take_saved()
         return ops.sigmoid_backward(grad_y, y)
 
 
@@ -251,7 +259,7 @@ class Tanh(Layer):
         return y
 
     def backward(self, grad_y):
-        y, self._saved = self._saved, None
+        y = self._take_saved()
         return ops.tanh_backward(grad_y, y)
 
 
@@ -280,7 +288,7 @@ class MaxPool2d(_Pool):
         return ops.max_pool2d(x, *self._geometry())
 
     def backward(self, grad_y):
-        x, self._saved = self._saved, None
+        x = self._take_saved()
         return ops.max_pool2d_backward(grad_y, x, *self._geometry())
 
 
@@ -297,7 +305,7 @@ class AvgPool2d(_Pool):
         return ops.avg_pool2d(x, *self._geometry(), self.count_include_pad)
 
     def backward(self, grad_y):
-        x, self._saved = self._saved, None
+        x = self._take_saved()
         return ops.avg_pool2d_backward(grad_y, x, *self._geometry(), self.count_include_pad)
 
     def extra_repr(self):
@@ -319,16 +327,16 @@ class Dropout(Layer):
     def forward(self, x):
         x = _float32(x)
         if not self.training or self.p == 0.0:
-            self._saved = None
+            self._saved = ()  # nothing to scale by, but a backward may follow
             return x
         scale = np.float32(1.0 / (1.0 - self.p))
         self._saved = mask = (self.rng.random(x.shape, dtype=np.float32) >= self.p) * scale
         return x * mask
 
     def backward(self, grad_y):
-        mask, self._saved = self._saved, None
+        mask = self._take_saved()
         grad_y = _float32(grad_y)
-        return grad_y if mask is None else grad_y * mask
+        return grad_y * mask if isinstance(mask, np.ndarray) else grad_y
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -345,5 +353,5 @@ class Flatten(Layer):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad_y):
-        shape, self._saved = self._saved, None
+        shape = self._take_saved()
         return _float32(grad_y).reshape(shape)
