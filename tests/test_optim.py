@@ -293,3 +293,11 @@ def test_fused_trainer_reports_divergence():
     with pytest.raises(optim.TrainingDiverged, match="learning rate 1e\\+06"):
         optim.train(net, nn.QuadraticCost(), x, y, optim.SigmoidNetSGD(net, 1e6),
                     optim.WithReplacement(10, rng=0), steps=10_000, progress=False)
+
+
+def test_fused_trainer_only_minimises_the_quadratic_cost():
+    x, y = netbp.paper_points()
+    net = netbp.paper_network(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="cost: the fused trainer minimises QuadraticCost"):
+        optim.train(net, nn.SoftmaxCrossEntropy(), x, y, optim.SigmoidNetSGD(net, 0.1),
+                    optim.WithReplacement(10), steps=10, progress=False)

@@ -71,6 +71,7 @@ class SigmoidNetSGD:
         tells how far it got (the next step's number), also after a KeyboardInterrupt.
         """
         lr = self.lr if lr is None else lr
+        self.position = first_step
         xs, ys = self._as_lists(inputs, targets)
         layers = list(zip(self._weights, self._biases))
         last = len(layers) - 1

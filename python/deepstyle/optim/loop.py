@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..nn.costs import QuadraticCost
 from .fused import SigmoidNetSGD
 from .schedules import Constant
 from .sgd import TrainingDiverged
@@ -108,11 +109,17 @@ def train(net, cost, inputs, targets, optimizer, sampler, *, steps=None, epochs=
     if isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 0:
         raise ValueError(f"steps: expected a non-negative integer, got {total!r}")
     record_every = record_every or max(1, total // 100)
+    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) \
+            or record_every < 1:
+        raise ValueError(f"record_every: expected a positive integer, got {record_every!r}")
     schedule = schedule or Constant(optimizer.lr)
     fused = isinstance(optimizer, SigmoidNetSGD)
     if fused and sampler.batch_size != 1:
         raise ValueError(f"sampler: the fused single-point trainer needs batch_size 1, got "
                          f"{sampler.batch_size}")
+    if fused and not isinstance(cost, QuadraticCost):
+        raise ValueError(f"cost: the fused trainer minimises QuadraticCost, got "
+                         f"{type(cost).__name__}")
 
     history = History()
     bar = Progress(total, enabled=progress)
@@ -153,7 +160,7 @@ def train(net, cost, inputs, targets, optimizer, sampler, *, steps=None, epochs=
             else:
                 bar.update(step)
     except KeyboardInterrupt:
-        # keep what was learned: the parameters stay as the last completed step left them
+        # keep what was learned (a step cut short may be partly applied: harmless for SGD)
         history.interrupted = True
         net.clear()
         step = history.steps_done
