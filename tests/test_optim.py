@@ -285,6 +285,8 @@ def test_fused_trainer_checks_its_network_and_data():
     trainer = optim.SigmoidNetSGD(netbp.paper_network(np.random.default_rng(0)), 0.1)
     with pytest.raises(ValueError, match=r"inputs: expected shape \(N, 2\), got \(10, 3\)"):
         trainer.run(np.zeros((10, 3)), np.zeros((10, 2)), [0])
+    with pytest.raises(ValueError, match=r"indices: expected row numbers in \[0, 9\]"):
+        trainer.run(np.zeros((10, 2)), np.zeros((10, 2)), [3, -1])
 
 
 def test_fused_trainer_reports_divergence():

@@ -42,7 +42,6 @@ class SigmoidNetSGD:
             if after.in_features != before.out_features:
                 raise ValueError(f"net: a Linear layer with {before.out_features} outputs "
                                  f"feeds one with {after.in_features} inputs")
-        self.net = net
         self.lr = _check_rate(lr, "lr", 0.0, low_open=True)
         self._linears = linears
         self._weights = [l.weight.astype(np.float64).tolist() for l in linears]
@@ -76,8 +75,12 @@ class SigmoidNetSGD:
         layers = list(zip(self._weights, self._biases))
         last = len(layers) - 1
         exp = math.exp
+        indices = np.asarray(indices).ravel()
+        if indices.size and (indices.min() < 0 or indices.max() >= len(xs)):
+            raise ValueError(f"indices: expected row numbers in [0, {len(xs) - 1}], got values "
+                             f"from {indices.min()} to {indices.max()}")
         try:
-            for step, k in enumerate(np.asarray(indices).ravel().tolist(), first_step):
+            for step, k in enumerate(indices.tolist(), first_step):
                 # forward: a[l] = sigma(W a[l-1] + b), eqs. (7)-(8)
                 a = xs[k]
                 activations = [a]
