@@ -188,7 +188,7 @@ def _argument_error(args):
     if args.record_every < 1:
         return f"--record-every: expected a positive integer, got {args.record_every}"
     if args.lsq and importlib.util.find_spec("scipy") is None:
-        return "--lsq needs scipy: pip install scipy"
+        return "--lsq needs scipy: pip install 'deepstyle[scipy]'"
     return None
 
 
