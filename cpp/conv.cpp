@@ -345,12 +345,63 @@ void col2im(const Conv2dShape& s, const float* col, int64_t ld, float* x) {
       }
 }
 
+// Forward convolution with fewer output channels (K <= kMaxFewChannels) than the GEMM's
+// micro-tile has rows, straight from a PaddedBatch: each task is a block of virtual columns, all
+// K rows of which stay in registers (K x 24/K vectors) while the taps stream past; no packing.
+constexpr int64_t kMaxFewChannels = 4;
+
+template <int K>
+void few_channel_block(const PaddedBatch& batch, const float* weight, const float* bias,
+                       const PaddedOutput& out, int64_t u0, int64_t crs) {
+  constexpr int NVEC = std::min(8, 24 / K), WIDTH = NVEC * kVecWidth;
+  vfloat acc[K][NVEC] = {};
+  for (int64_t tap = 0; tap < crs; ++tap) {
+    const float* src = batch.data.data() + batch.tap_offset[tap] + u0;
+    vfloat b[NVEC];
+#pragma GCC unroll 8
+    for (int v = 0; v < NVEC; ++v) b[v] = vload(src + v * kVecWidth);
+#pragma GCC unroll 4
+    for (int i = 0; i < K; ++i) {
+      const vfloat a = vbroadcast(weight[i * crs + tap]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NVEC; ++v) acc[i][v] += a * b[v];
+    }
+  }
+  alignas(64) float tile[K][WIDTH];
+  for (int i = 0; i < K; ++i)
+    for (int v = 0; v < NVEC; ++v) vstore(&tile[i][v * kVecWidth], acc[i][v]);
+  const int64_t cols = std::min<int64_t>(WIDTH, batch.virtual_cols - u0);
+  for (int64_t c = 0; c < cols; ++c) {
+    float* dst = out.at(0, u0 + c);
+    if (!dst)
+      continue;
+    for (int i = 0; i < K; ++i) dst[i * out.ld()] = tile[i][c] + (bias ? bias[i] : 0.0f);
+  }
+}
+
+template <int K>
+void few_channel_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* weight,
+                      const float* bias, float* y) {
+  const PaddedOutput out{s, batch, y};
+  constexpr int64_t width = std::min(8, 24 / K) * kVecWidth;
+  const int64_t blocks = (batch.virtual_cols + width - 1) / width, crs = s.C * s.R * s.S;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    few_channel_block<K>(batch, weight, bias, out, blk * width, crs);
+}
+
 void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                   float* y) {
   const int64_t crs = s.C * s.R * s.S;
   const blocked::MatrixA w{weight, crs, false};
   if (PaddedBatch::fits(s)) {
     const PaddedBatch batch(s, x);
+    switch (s.K) {
+      case 1: return few_channel_conv<1>(s, batch, weight, bias, y);
+      case 2: return few_channel_conv<2>(s, batch, weight, bias, y);
+      case 3: return few_channel_conv<3>(s, batch, weight, bias, y);
+      case 4: return few_channel_conv<4>(s, batch, weight, bias, y);
+    }
     blocked::gemm(s.K, batch.virtual_cols, crs, 1.0f, w, batch, 0.0f, PaddedOutput{s, batch, y},
                   bias, num_threads());
   } else {
@@ -399,7 +450,8 @@ void grad_x_col2im(const Conv2dShape& s, const float* grad_y, const float* weigh
 // The flipped forward convolution wastes work where most of its taps read padding (a large
 // kernel on a small output) or where few input channels leave its micro-tiles mostly empty.
 bool flipped_conv_pays_off(const Conv2dShape& s) {
-  return s.stride_h == 1 && s.stride_w == 1 && s.C >= MR && s.H * s.W <= 2 * s.P * s.Q;
+  return s.stride_h == 1 && s.stride_w == 1 && (s.C >= MR || s.C <= kMaxFewChannels) &&
+         s.H * s.W <= 2 * s.P * s.Q;
 }
 
 }  // namespace
