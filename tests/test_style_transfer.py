@@ -109,10 +109,11 @@ def test_resume_continues_where_the_state_says():
     state = first.state()
     assert (int(state["stage"]), int(state["iteration"])) == (1, 2)
     second = Painter(net, content, [style], settings(sizes=(16, 32), iterations=4), resume=state)
+    np.testing.assert_array_equal(second._initial_image((24, 32), None), state["x"])
     _, seen = run(second)
     assert [(p.stage, p.iteration) for p in seen] == [(1, 3), (1, 4)]
-    with pytest.raises(ValueError, match="resume: checkpoint image has shape"):
-        Painter(net, content, [style], settings(sizes=(16, 40), iterations=4), resume=state)
+    with pytest.raises(ValueError, match="resume: checkpoint stage 1 is not among"):
+        Painter(net, content, [style], settings(sizes=(32,), iterations=4), resume=state)
 
 
 def test_too_small_sizes_are_refused():

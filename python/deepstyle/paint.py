@@ -227,7 +227,7 @@ def _settings(args, net, sizes, init):
     if defaults:  # a network without VGG's layer names brings its own choice
         overrides.setdefault("content_layers", tuple(defaults["content"]))
         if "style_layers" not in overrides:
-            overrides["style_layers"] = {name: 1.0 for name in defaults["style"]}
+            overrides["style_layers"] = {name: 1.0 / len(defaults["style"]) for name in defaults["style"]}
     return Settings.from_preset(args.preset, **overrides)
 
 

@@ -185,9 +185,9 @@ class Painter:
         if not 0 <= stage < len(self.shapes):
             raise ValueError(f"resume: checkpoint stage {stage} is not among this run's {len(self.shapes)} stages")
         x = np.asarray(state["x"], np.float32)
-        expected = (1, 3) + tuple(self.shapes[stage])
-        if x.shape != expected:
-            raise ValueError(f"resume: checkpoint image has shape {x.shape}, this run's stage {stage + 1} needs {expected}")
+        if x.ndim != 4 or x.shape[:2] != (1, 3):
+            raise ValueError(f"resume: expected a checkpoint image of shape (1, 3, H, W), got {x.shape}")
+        # an image of another size (a run stopped between stages) is resized like a stage's start
         self.stage, self.iteration, self.best_x = stage, iteration, x
 
     # --- images --------------------------------------------------------------------------
@@ -211,7 +211,9 @@ class Painter:
         return style
 
     def _initial_image(self, shape, content_at_size):
-        if self.best_x is not None:  # resuming, or the previous stage's result
+        if self.best_x is not None and self.best_x.shape[2:] == shape:  # resuming
+            return self.best_x.copy()
+        if self.best_x is not None:  # the previous stage's result
             image = self.net.deprocess(self.best_x)
             return self.net.preprocess(resize_image(image, shape))
         init = self.settings.init
