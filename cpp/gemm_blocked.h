@@ -4,13 +4,12 @@
 //
 // C (M x N) = alpha * op(A) (M x K) * op(B) (K x N) + beta * C (+ a per-row bias).
 //
-// Loops, outermost first (BLIS/GotoBLAS order): jc over NC-wide column blocks of C; pc over
-// KC-deep slices of K, with the KC x NC block of op(B) packed cooperatively into NR-wide panels
-// (shared, in L2/L3); each thread then owns a fixed slice of the tiles, either a range of rows or
-// a range of panels, whichever splits more evenly; it packs MC x KC blocks of op(A) for its rows
-// into MR-tall panels (private, in L2) and runs the register-blocked micro-kernel over every
-// (MR x NR) tile: one B panel stays in L1 while the A panels stream past it, and the MR x NR
-// accumulators stay in registers. Packing pads edges with zeros, so the micro-kernel never
+// Each thread owns a slice of C (a range of columns or of rows) and runs the serial algorithm on
+// it. Loops, outermost first (BLIS/GotoBLAS order): jc over NC-wide column blocks; pc over
+// KC-deep slices of K, with the KC x NC block of op(B) packed into NR-wide panels (in L3); ic
+// over MC-tall row blocks, with the MC x KC block of op(A) packed into MR-tall panels (in L2);
+// then the register-blocked micro-kernel on every (MR x NR) tile: one B panel stays in L1/L2
+// while the A panels stream past it, and the MR x NR accumulators stay in registers. Packing pads edges with zeros, so the micro-kernel never
 // branches on size; partial tiles and tiles whose columns are not contiguous in C go through a
 // small buffer.
 //
@@ -212,70 +211,63 @@ inline void split_range(int64_t n, int parts, int i, int64_t& lo, int64_t& hi) {
   hi = n * (i + 1) / parts;
 }
 
+// The serial blocked algorithm on rows [i_lo, i_hi) and columns [j_lo, j_hi) of C.
+template <typename ASrc, typename BSrc, typename CDst>
+void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K, float alpha,
+               const ASrc& A, const BSrc& B, float beta, const CDst& C, const float* bias) {
+  if (i_lo >= i_hi || j_lo >= j_hi) return;
+  const int64_t kc_max = std::min(KC, K);
+  float* packed_b = packed_b_scratch().get(kc_max * std::min(NC, (j_hi - j_lo + NR - 1) / NR * NR));
+  float* packed_a = packed_a_scratch().get(kc_max * std::min(MC, (i_hi - i_lo + MR - 1) / MR * MR));
+  for (int64_t j0 = j_lo; j0 < j_hi; j0 += NC) {
+    const int64_t nc = std::min(NC, j_hi - j0), panels = (nc + NR - 1) / NR;
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = std::min(KC, K - k0);
+      const float beta_here = k0 == 0 ? beta : 1.0f;
+      const float* bias_here = k0 == 0 ? bias : nullptr;
+      for (int64_t p = 0; p < panels; ++p)
+        B.pack(k0, kc, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR), packed_b + p * NR * kc);
+      for (int64_t i0 = i_lo; i0 < i_hi; i0 += MC) {
+        const int64_t mc = std::min(MC, i_hi - i0), tiles = (mc + MR - 1) / MR;
+        for (int64_t t = 0; t < tiles; ++t)
+          A.pack(i0 + t * MR, std::min<int64_t>(MR, mc - t * MR), k0, kc, packed_a + t * MR * kc);
+        for (int64_t p = 0; p < panels; ++p)
+          for (int64_t t = 0; t < tiles; ++t)
+            tile(kc, packed_a + t * MR * kc, packed_b + p * NR * kc, alpha, beta_here, bias_here,
+                 C, i0 + t * MR, j0 + p * NR, std::min<int64_t>(MR, mc - t * MR),
+                 std::min<int64_t>(NR, nc - p * NR));
+      }
+    }
+  }
+}
+
 // C = alpha * op(A) op(B) + beta * C, plus bias[i] on row i when bias is not null. K must be > 0.
+// Threads take disjoint slices of C, by columns or by rows, whichever shares out more evenly
+// (ties: the split whose private packing copies the smaller operand), and run the serial
+// algorithm on them independently, with no barriers: a descheduled thread on a busy machine
+// delays only its own slice.
 template <typename ASrc, typename BSrc, typename CDst>
 void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSrc& B, float beta,
           const CDst& C, const float* bias, int threads) {
   if (M <= 0 || N <= 0) return;
-  const int64_t m_tiles = (M + MR - 1) / MR;
-  const int64_t nc_max = std::min(NC, (N + NR - 1) / NR * NR);
-  const int64_t kc_max = std::min(KC, K);
-  float* packed_b = packed_b_scratch().get(kc_max * nc_max);
-  threads = std::max(1, std::min<int>(threads, (int)std::max(m_tiles, (N + NR - 1) / NR)));
-
-#pragma omp parallel num_threads(threads) if (threads > 1)
+  const int64_t m_tiles = (M + MR - 1) / MR, panels = (N + NR - 1) / NR;
+  threads = std::max(1, std::min<int>(threads, (int)std::max(m_tiles, panels)));
+  if (threads == 1) return gemm_part(0, M, 0, N, K, alpha, A, B, beta, C, bias);
+  // Fraction of the ideal even share that the busiest thread gets, splitting by columns or rows.
+  const auto balance = [threads](int64_t units, int64_t unit, int64_t total) {
+    return (double)total / (threads * std::min(total, (units + threads - 1) / threads * unit));
+  };
+  const double by_cols = balance(panels, NR, N), by_rows = balance(m_tiles, MR, M);
+  const bool split_cols = by_cols > by_rows || (by_cols == by_rows && M <= N);
+#pragma omp parallel num_threads(threads)
   {
-    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    float* packed_a = packed_a_scratch().get(kc_max * std::min(MC, m_tiles * MR));
-    for (int64_t j0 = 0; j0 < N; j0 += NC) {
-      const int64_t nc = std::min(NC, N - j0);
-      const int64_t panels = (nc + NR - 1) / NR;
-      // Split rows when they share out at least as evenly as the panels do.
-      const auto waste = [nt](int64_t units) { return (units + nt - 1) / nt * nt - units; };
-      const bool split_rows = waste(m_tiles) * panels <= waste(panels) * m_tiles;
-      int64_t t_lo, t_hi, p_lo, p_hi;
-      if (split_rows) {
-        split_range(m_tiles, nt, tid, t_lo, t_hi);
-        p_lo = 0, p_hi = panels;
-      } else {
-        split_range(panels, nt, tid, p_lo, p_hi);
-        t_lo = 0, t_hi = m_tiles;
-      }
-      int64_t b_lo, b_hi;  // panels this thread packs when there are enough to go round
-      split_range(panels, nt, tid, b_lo, b_hi);
-      for (int64_t k0 = 0; k0 < K; k0 += KC) {
-        const int64_t kc = std::min(KC, K - k0);
-        const float beta_here = k0 == 0 ? beta : 1.0f;
-        const float* bias_here = k0 == 0 ? bias : nullptr;
-        if (panels >= nt) {
-          for (int64_t p = b_lo; p < b_hi; ++p)
-            B.pack(k0, kc, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR), packed_b + p * NR * kc);
-        } else {  // fewer panels than threads: each thread packs a slice of depth of each one
-          int64_t k_lo, k_hi;
-          split_range(kc, nt, tid, k_lo, k_hi);
-          for (int64_t p = 0; p < panels && k_hi > k_lo; ++p)
-            B.pack(k0 + k_lo, k_hi - k_lo, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR),
-                   packed_b + p * NR * kc + k_lo * NR);
-        }
-        if (nt > 1) {
-#pragma omp barrier
-        }
-        for (int64_t t0 = t_lo; t0 < t_hi; t0 += MC / MR) {
-          const int64_t t1 = std::min(t_hi, t0 + MC / MR);
-          for (int64_t t = t0; t < t1; ++t)
-            A.pack(t * MR, std::min<int64_t>(MR, M - t * MR), k0, kc,
-                   packed_a + (t - t0) * MR * kc);
-          for (int64_t p = p_lo; p < p_hi; ++p)
-            for (int64_t t = t0; t < t1; ++t)
-              tile(kc, packed_a + (t - t0) * MR * kc, packed_b + p * NR * kc, alpha, beta_here,
-                   bias_here, C, t * MR, j0 + p * NR, std::min<int64_t>(MR, M - t * MR),
-                   std::min<int64_t>(NR, nc - p * NR));
-        }
-        if (nt > 1) {
-#pragma omp barrier
-        }
-      }
-    }
+    int64_t lo, hi;
+    split_range(split_cols ? panels : m_tiles, omp_get_num_threads(), omp_get_thread_num(), lo,
+                hi);
+    if (split_cols)
+      gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, alpha, A, B, beta, C, bias);
+    else
+      gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, alpha, A, B, beta, C, bias);
   }
 }
 
