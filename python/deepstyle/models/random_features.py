@@ -10,7 +10,7 @@ Two kinds, both seeded and deterministic:
 * ``random-multiscale`` (Ustyuzhaninov, Brendel, Gatys & Bethge 2017, "What does it take to
   generate natural textures?"): one layer of random filters of sizes 3, 5, 7, 11, 15, 23, 37 and
   55 pixels, each followed by a ReLU; the Gram matrices of these maps describe a texture. Sizes
-  above 8 are computed on an image low-passed and downsampled 2x, 4x or 8x, with an odd kernel
+  above 8 are computed on an image blurred and downsampled 2x, 4x or 8x, with an odd kernel
   of about size / factor (e.g. 55 -> 7x7 at 1/8): about the same receptive fields at a fraction
   of the cost of a 55x55 convolution. Taps are ``conv_k<size>`` and ``relu_k<size>``.
 
@@ -78,18 +78,29 @@ def _branch_geometry(size):
     return factor, kernel if kernel % 2 else kernel + (1 if size / factor > kernel else -1)
 
 
+def _binomial_halving():
+    """A frozen stride-2 convolution applying the 3x3 binomial filter to each RGB channel alone."""
+    conv = nn.Conv2d(3, 3, 3, stride=2, padding=1, bias=False)
+    taps = np.array([1.0, 2.0, 1.0]) / 4
+    conv.weight[...] = 0
+    for c in range(3):
+        conv.weight[c, c] = np.outer(taps, taps)
+    conv.trainable = False
+    return conv
+
+
 class _Branch:
     """Low-pass and downsample by ``factor``, then a random k x k convolution and a ReLU.
 
-    The downsampling is a cascade of overlapping 3x3, stride-2 averages: a smooth low-pass whose
-    gradient has no block edges (a single factor x factor box pooling printed its grid on the
-    synthesised images).
+    The downsampling is a cascade of 2x binomial filters ([1 2 1] x [1 2 1] / 16, stride 2): at
+    stride 2 every input pixel gets the same total weight, so the gradient sent back to the image
+    is even. A factor x factor box pooling printed its block grid on the synthesised images, and
+    overlapping 3x3 averages a finer grid (their pixels get weights 1/9 and 2/9 in turn).
     """
 
     def __init__(self, size, channels, rng):
         self.factor, kernel = _branch_geometry(size)
-        self.pools = [nn.AvgPool2d(3, 2, padding=1, count_include_pad=False)
-                      for _ in range(self.factor.bit_length() - 1)]
+        self.pools = [_binomial_halving() for _ in range(self.factor.bit_length() - 1)]
         self.conv = nn.Conv2d(3, channels, kernel, padding=kernel // 2, bias=False, rng=rng)
         self.conv.trainable = False
         self.relu = nn.ReLU()
