@@ -351,7 +351,7 @@ void col2im(const Conv2dShape& s, const float* col, int64_t ld, float* x) {
 constexpr int64_t kMaxFewChannels = 4;
 
 template <int K>
-void few_channel_block(const PaddedBatch& batch, const float* weight, const float* bias,
+void few_channel_block(const PaddedBatch& batch, const blocked::MatrixA& weight, const float* bias,
                        const PaddedOutput& out, int64_t u0, int64_t crs) {
   constexpr int NVEC = std::min(8, 24 / K), WIDTH = NVEC * kVecWidth;
   vfloat acc[K][NVEC] = {};
@@ -362,7 +362,7 @@ void few_channel_block(const PaddedBatch& batch, const float* weight, const floa
     for (int v = 0; v < NVEC; ++v) b[v] = vload(src + v * kVecWidth);
 #pragma GCC unroll 4
     for (int i = 0; i < K; ++i) {
-      const vfloat a = vbroadcast(weight[i * crs + tap]);
+      const vfloat a = vbroadcast(weight.value(i, tap));
 #pragma GCC unroll 8
       for (int v = 0; v < NVEC; ++v) acc[i][v] += a * b[v];
     }
@@ -380,7 +380,7 @@ void few_channel_block(const PaddedBatch& batch, const float* weight, const floa
 }
 
 template <int K>
-void few_channel_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* weight,
+void few_channel_conv(const Conv2dShape& s, const PaddedBatch& batch, const blocked::MatrixA& weight,
                       const float* bias, float* y) {
   const PaddedOutput out{s, batch, y};
   constexpr int64_t width = std::min(8, 24 / K) * kVecWidth;
@@ -397,30 +397,49 @@ void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, con
   if (PaddedBatch::fits(s)) {
     const PaddedBatch batch(s, x);
     switch (s.K) {
-      case 1: return few_channel_conv<1>(s, batch, weight, bias, y);
-      case 2: return few_channel_conv<2>(s, batch, weight, bias, y);
-      case 3: return few_channel_conv<3>(s, batch, weight, bias, y);
-      case 4: return few_channel_conv<4>(s, batch, weight, bias, y);
+      case 1: return few_channel_conv<1>(s, batch, w, bias, y);
+      case 2: return few_channel_conv<2>(s, batch, w, bias, y);
+      case 3: return few_channel_conv<3>(s, batch, w, bias, y);
+      case 4: return few_channel_conv<4>(s, batch, w, bias, y);
     }
-    blocked::gemm(s.K, batch.virtual_cols, crs, 1.0f, w, batch, 0.0f, PaddedOutput{s, batch, y},
-                  bias, num_threads());
+    if (crs <= blocked::KC || s.Q >= 4 * NR) {
+      blocked::gemm(s.K, batch.virtual_cols, crs, 1.0f, w, batch, 0.0f,
+                    PaddedOutput{s, batch, y}, bias, num_threads());
+      return;
+    }
+    // Short rows and several depth slices: C tiles would straddle rows and go through the
+    // scattering write once per slice, so collect C in the virtual layout and scatter once.
+    std::vector<float> c(s.K * batch.virtual_cols);
+    blocked::gemm(s.K, batch.virtual_cols, crs, 1.0f, w, batch, 0.0f,
+                  blocked::MatrixC{c.data(), batch.virtual_cols}, nullptr, num_threads());
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+    for (int64_t nk = 0; nk < s.N * s.K; ++nk) {
+      const int64_t n = nk / s.K, k = nk % s.K;
+      const float add = bias ? bias[k] : 0.0f;
+      for (int64_t p = 0; p < s.P; ++p) {
+        const float* src = &c[k * batch.virtual_cols + (n * batch.period + p) * batch.Wp];
+        float* dst = y + (nk * s.P + p) * s.Q;
+        for (int64_t q = 0; q < s.Q; ++q) dst[q] = src[q] + add;
+      }
+    }
   } else {
     blocked::gemm(s.K, s.N * s.P * s.Q, crs, 1.0f, w, ImageColumns{s, x}, 0.0f,
                   BatchOutput{s, y}, bias, num_threads());
   }
 }
 
-// grad_x of a stride-1 convolution: the forward convolution of grad_y with weight'[c, k] =
-// weight[k, c] rotated by 180 degrees, padded by R-1-pad.
+// grad_x of a stride-1 convolution: the forward convolution of grad_y with the weights
+// transposed and rotated by 180 degrees, weight'[c, k, r, t] = weight[k, c, R-1-r, S-1-t],
+// padded by R-1-pad.
 void grad_x_stride1(const Conv2dShape& s, const float* grad_y, const float* weight,
                     float* grad_x) {
-  std::vector<float> flipped(s.C * s.K * s.R * s.S);
-  for (int64_t k = 0; k < s.K; ++k)
-    for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t r = 0; r < s.R; ++r)
-        for (int64_t t = 0; t < s.S; ++t)
-          flipped[((c * s.K + k) * s.R + (s.R - 1 - r)) * s.S + (s.S - 1 - t)] =
-              weight[((k * s.C + c) * s.R + r) * s.S + t];
+  const int64_t rs = s.R * s.S;
+  std::vector<float> flipped(s.C * s.K * rs);
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t k = 0; k < s.K; ++k)
+      for (int64_t i = 0; i < rs; ++i)
+        flipped[(c * s.K + k) * rs + rs - 1 - i] = weight[(k * s.C + c) * rs + i];
   const Conv2dShape adjoint{s.N, s.K, s.P, s.Q, s.C, s.R, s.S, 1, 1,
                             s.R - 1 - s.pad_h, s.S - 1 - s.pad_w, s.H, s.W};
   forward_gemm(adjoint, grad_y, flipped.data(), nullptr, grad_x);

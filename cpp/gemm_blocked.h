@@ -32,8 +32,8 @@ namespace blocked {
 constexpr int NV = kVecWidth == 16 ? 3 : 2;
 constexpr int NR = NV * kVecWidth;            // 48 with AVX-512: 8 x 3 = 24 zmm accumulators
 constexpr int MR = kVecWidth == 16 ? 8 : 6;
-constexpr int64_t KC = 512;
-constexpr int64_t MC = MR * 16;
+constexpr int64_t KC = 384;
+constexpr int64_t MC = MR * 32;
 constexpr int64_t NC = NR * 96;
 
 // A growable 64-byte-aligned scratch buffer that lives as long as its (thread_local) owner, so
@@ -61,6 +61,7 @@ struct MatrixA {
   const float* A;
   int64_t lda;
   bool trans;
+  float value(int64_t i, int64_t k) const { return trans ? A[k * lda + i] : A[i * lda + k]; }
   void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) const {
     if (trans) {
       for (int64_t k = 0; k < kc; ++k) {
@@ -216,13 +217,14 @@ template <typename ASrc, typename BSrc, typename CDst>
 void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K, float alpha,
                const ASrc& A, const BSrc& B, float beta, const CDst& C, const float* bias) {
   if (i_lo >= i_hi || j_lo >= j_hi) return;
-  const int64_t kc_max = std::min(KC, K);
+  // Equal depth slices of at most KC: a thin last slice would pay the C updates for little work.
+  const int64_t kc_max = (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
   float* packed_b = packed_b_scratch().get(kc_max * std::min(NC, (j_hi - j_lo + NR - 1) / NR * NR));
   float* packed_a = packed_a_scratch().get(kc_max * std::min(MC, (i_hi - i_lo + MR - 1) / MR * MR));
   for (int64_t j0 = j_lo; j0 < j_hi; j0 += NC) {
     const int64_t nc = std::min(NC, j_hi - j0), panels = (nc + NR - 1) / NR;
-    for (int64_t k0 = 0; k0 < K; k0 += KC) {
-      const int64_t kc = std::min(KC, K - k0);
+    for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
+      const int64_t kc = std::min(kc_max, K - k0);
       const float beta_here = k0 == 0 ? beta : 1.0f;
       const float* bias_here = k0 == 0 ? bias : nullptr;
       for (int64_t p = 0; p < panels; ++p)
