@@ -14,8 +14,6 @@
 // channel), so results are bitwise identical from run to run.
 #include "conv.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -268,13 +266,9 @@ struct PaddedOutput {
 // grad_weight of a convolution that fits a PaddedBatch, as dot products along the virtual
 // columns, where both operands are contiguous: dW[k, tap] = sum over u of dy'[k, u] *
 // batch[tap_offset[tap] + u], with dy' = grad_y spread over the virtual columns (zero on the
-// ones not stored). No packing or transposing; the sums run over chunks of u that keep a block
-// of taps in L1 and all of dy' in L2, each tile of kTileK x kTileTaps sums in vector lanes, and
-// threads own disjoint ranges of taps, so each dW element is always summed in the same order.
+// ones not stored). No packing or transposing (blocked::gemm_dot).
 void grad_weight_dot(const Conv2dShape& s, const PaddedBatch& batch, const float* grad_y,
                      float* grad_weight) {
-  constexpr int kTileK = 4, kTileTaps = 6;
-  constexpr int64_t kChunk = 1024;
   const int64_t crs = s.C * s.R * s.S, pq = s.P * s.Q;
   const int64_t len = (batch.virtual_cols + kVecWidth - 1) / kVecWidth * kVecWidth;
   std::vector<float> dy(s.K * len, 0.0f);
@@ -284,44 +278,10 @@ void grad_weight_dot(const Conv2dShape& s, const PaddedBatch& batch, const float
       for (int64_t p = 0; p < s.P; ++p)
         std::memcpy(&dy[k * len + (n * batch.period + p) * batch.Wp],
                     grad_y + (n * s.K + k) * pq + p * s.Q, sizeof(float) * s.Q);
-  std::fill(grad_weight, grad_weight + s.K * crs, 0.0f);
-  const int64_t tap_tiles = (crs + kTileTaps - 1) / kTileTaps;
-#pragma omp parallel num_threads(num_threads())
-  {
-    int64_t t_lo, t_hi;
-    blocked::split_range(tap_tiles, omp_get_num_threads(), omp_get_thread_num(), t_lo, t_hi);
-    for (int64_t u0 = 0; u0 < len; u0 += kChunk) {
-      const int64_t u1 = std::min(len, u0 + kChunk);
-      for (int64_t tt = t_lo; tt < t_hi; ++tt) {
-        const float* b[kTileTaps];  // a tile past the last tap repeats it and stores nothing
-        for (int j = 0; j < kTileTaps; ++j)
-          b[j] = batch.data.data() + batch.tap_offset[std::min(crs - 1, tt * kTileTaps + j)];
-        for (int64_t k0 = 0; k0 < s.K; k0 += kTileK) {
-          const float* a[kTileK];
-          for (int i = 0; i < kTileK; ++i) a[i] = dy.data() + std::min(s.K - 1, k0 + i) * len;
-          vfloat acc[kTileK][kTileTaps] = {};
-          for (int64_t u = u0; u < u1; u += kVecWidth) {
-            vfloat av[kTileK];
-#pragma GCC unroll 4
-            for (int i = 0; i < kTileK; ++i) av[i] = vload(a[i] + u);
-#pragma GCC unroll 6
-            for (int j = 0; j < kTileTaps; ++j) {
-              vfloat bv = vload(b[j] + u);
-              asm("" : "+v"(bv));  // one load per tap (else each FMA reloads it, split lines)
-#pragma GCC unroll 4
-              for (int i = 0; i < kTileK; ++i) acc[i][j] += av[i] * bv;
-            }
-          }
-          for (int i = 0; i < kTileK && k0 + i < s.K; ++i)
-            for (int j = 0; j < kTileTaps && tt * kTileTaps + j < crs; ++j) {
-              float sum = 0.0f;
-              for (int l = 0; l < kVecWidth; ++l) sum += acc[i][j][l];
-              grad_weight[(k0 + i) * crs + tt * kTileTaps + j] += sum;
-            }
-        }
-      }
-    }
-  }
+  blocked::gemm_dot(
+      s.K, crs, len, [&](int64_t k) { return dy.data() + k * len; },
+      [&](int64_t tap) { return batch.data.data() + batch.tap_offset[tap]; }, 1.0f, 0.0f,
+      grad_weight, crs, num_threads());
 }
 
 // Adjoint of im2col for one image: x[c, ih, iw] = sum of col[(c, r, t), (p, q)] over all taps

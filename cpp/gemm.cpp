@@ -2,6 +2,8 @@
 // register-blocked micro-kernel, threads splitting the tiles) with MatrixA/MatrixB/MatrixC.
 #include "gemm.h"
 
+#include <algorithm>
+
 #include "gemm_blocked.h"
 #include "threads.h"
 
@@ -15,6 +17,13 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   if (K <= 0 || alpha == 0.0f) {
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  // A B^T with few rows and columns and a long sum (Gram matrices): dot products, unpacked.
+  if (!trans_a && trans_b && std::min(M, N) <= 128 && K >= 1024) {
+    blocked::gemm_dot(
+        M, N, K, [&](int64_t i) { return A + i * lda; }, [&](int64_t j) { return B + j * ldb; },
+        alpha, beta, C, ldc, threads);
     return;
   }
   blocked::gemm(M, N, K, alpha, blocked::MatrixA{A, lda, trans_a},

@@ -273,5 +273,57 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
   }
 }
 
+// C (M x N) = alpha * A B^T + beta * C, where row i of A is a_row(i) and row j of B is b_row(j),
+// L contiguous floats each: dot products in vector lanes, with no packing or transposing, for
+// products whose small M and N would leave the packs above poorly amortised. Each tile of
+// kDotRows x kDotCols accumulates one chunk of L in registers (the chunk of a tile's B rows
+// stays in L1, A's in L2), then adds its lane sums to C; threads own disjoint ranges of B rows,
+// so every element is summed in the same order whatever the thread count.
+template <typename ARow, typename BRow>
+void gemm_dot(int64_t M, int64_t N, int64_t L, const ARow& a_row, const BRow& b_row, float alpha,
+              float beta, float* C, int64_t ldc, int threads) {
+  constexpr int kDotRows = 4, kDotCols = 6;
+  constexpr int64_t kChunk = 1024;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+  const int64_t col_tiles = (N + kDotCols - 1) / kDotCols;
+  const int64_t vector_end = L / kVecWidth * kVecWidth;
+#pragma omp parallel num_threads(std::max<int>(1, std::min<int64_t>(threads, col_tiles)))
+  {
+    int64_t t_lo, t_hi;
+    split_range(col_tiles, omp_get_num_threads(), omp_get_thread_num(), t_lo, t_hi);
+    for (int64_t u0 = 0; u0 < L; u0 += kChunk) {
+      const int64_t u1 = std::min(L, u0 + kChunk), v1 = std::min(u1, vector_end);
+      for (int64_t tj = t_lo; tj < t_hi; ++tj) {
+        const float* b[kDotCols];  // a tile past the last row repeats it and stores nothing
+        for (int j = 0; j < kDotCols; ++j) b[j] = b_row(std::min(N - 1, tj * kDotCols + j));
+        for (int64_t i0 = 0; i0 < M; i0 += kDotRows) {
+          const float* a[kDotRows];
+          for (int i = 0; i < kDotRows; ++i) a[i] = a_row(std::min(M - 1, i0 + i));
+          vfloat acc[kDotRows][kDotCols] = {};
+          for (int64_t u = u0; u < v1; u += kVecWidth) {
+            vfloat av[kDotRows];
+#pragma GCC unroll 4
+            for (int i = 0; i < kDotRows; ++i) av[i] = vload(a[i] + u);
+#pragma GCC unroll 6
+            for (int j = 0; j < kDotCols; ++j) {
+              vfloat bv = vload(b[j] + u);
+              asm("" : "+v"(bv));  // one load per B row (else every FMA reloads it)
+#pragma GCC unroll 4
+              for (int i = 0; i < kDotRows; ++i) acc[i][j] += av[i] * bv;
+            }
+          }
+          for (int i = 0; i < kDotRows && i0 + i < M; ++i)
+            for (int j = 0; j < kDotCols && tj * kDotCols + j < N; ++j) {
+              float sum = vsum(acc[i][j]);
+              for (int64_t u = v1; u < u1; ++u) sum += a[i][u] * b[j][u];
+              C[(i0 + i) * ldc + tj * kDotCols + j] += alpha * sum;
+            }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace blocked
 }  // namespace ds

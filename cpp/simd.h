@@ -39,4 +39,15 @@ inline vfloat vbroadcast(float s) {
 #endif
 }
 
+// Sum of the lanes, in a fixed order.
+inline float vsum(vfloat v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(v);
+#else
+  float s = 0.0f;
+  for (int i = 0; i < kVecWidth; ++i) s += v[i];
+  return s;
+#endif
+}
+
 }  // namespace ds
