@@ -283,7 +283,7 @@ template <typename ARow, typename BRow>
 void gemm_dot(int64_t M, int64_t N, int64_t L, const ARow& a_row, const BRow& b_row, float alpha,
               float beta, float* C, int64_t ldc, int threads) {
   constexpr int kDotRows = 4, kDotCols = 6;
-  constexpr int64_t kChunk = 1024;
+  constexpr int64_t kChunk = 2048;
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
   const int64_t col_tiles = (N + kDotCols - 1) / kDotCols;

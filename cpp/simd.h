@@ -39,14 +39,22 @@ inline vfloat vbroadcast(float s) {
 #endif
 }
 
-// Sum of the lanes, in a fixed order.
+// Sum of the lanes, pairwise in a fixed order.
 inline float vsum(vfloat v) {
 #if defined(__AVX512F__)
-  return _mm512_reduce_add_ps(v);
+  typedef float half __attribute__((vector_size(32)));
+  typedef float quarter __attribute__((vector_size(16)));
+  const half h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                 __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const quarter q = __builtin_shufflevector(h, h, 0, 1, 2, 3) +
+                    __builtin_shufflevector(h, h, 4, 5, 6, 7);
+  return (q[0] + q[2]) + (q[1] + q[3]);
 #else
-  float s = 0.0f;
-  for (int i = 0; i < kVecWidth; ++i) s += v[i];
-  return s;
+  float lanes[kVecWidth];
+  std::memcpy(lanes, &v, sizeof(v));
+  for (int width = kVecWidth / 2; width > 0; width /= 2)
+    for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
+  return lanes[0];
 #endif
 }
 
