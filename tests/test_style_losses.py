@@ -157,3 +157,23 @@ def test_style_blend_weighs_the_gram_targets():
     with pytest.raises(ValueError, match="layers: relu9_9 not in the network"):
         StyleObjective(net, content_x, [s1], content_layers=["relu9_9"], style_layers={"act1": 1},
                        content_weight=1, style_weight=1, tv_weight=0)
+
+
+def test_objective_through_a_real_vgg_has_the_right_directional_derivative():
+    """The same check through deepstyle.models' VGG (random weights, float32 kernels, ReLU
+    kinks): the taps' gradients injected in one backward sweep add up to the loss's slope."""
+    from deepstyle import models
+
+    net = models.load_feature_net("vgg16", weights="random", pooling="avg", last_layer="relu2_2")
+    rng = np.random.default_rng(9)
+    content_x, style_x, x = (net.preprocess(rng.uniform(0, 1, (16, 20, 3)).astype(np.float32)) for _ in range(3))
+    objective = StyleObjective(
+        net, content_x, [style_x], content_layers=["relu2_2"],
+        style_layers={"relu1_1": 0.5, "conv1_2": 1.0, "relu2_2": 1.0},
+        content_weight=1.0, style_weight=10.0, tv_weight=1e-3,
+    )
+    _, grad, _ = objective(x)
+    direction = rng.standard_normal(x.shape).astype(np.float32)
+    eps = 1e-3
+    numeric = (objective(x + eps * direction)[0] - objective(x - eps * direction)[0]) / (2 * eps)
+    assert float(np.sum(grad.astype(np.float64) * direction)) == pytest.approx(numeric, rel=1e-2)

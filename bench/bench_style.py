@@ -1,0 +1,169 @@
+"""One L-BFGS function evaluation of style transfer, deepstyle against PyTorch on the CPU:
+
+    PYTHONPATH=python python bench/bench_style.py [--sizes 256,512] [--evals 3] [--threads 2]
+
+An evaluation is what every L-BFGS iteration pays at least once: a forward pass of the image
+through VGG19 up to relu5_1 (average pooling, random weights: the speed does not depend on
+them), the content loss at relu4_2, Gram-matrix style losses at relu1_1 ... relu5_1, TV, and
+the backward pass to the image (weights frozen). Each implementation runs in its own
+subprocess, so its peak resident memory (ru_maxrss, everything the process held: libraries,
+weights, activations) is its own. Times are the mean of --evals evaluations after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+CONTENT_LAYER = "relu4_2"
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def images(size):
+    rng = np.random.default_rng(0)
+    return [rng.uniform(0, 1, (size, size, 3)).astype(np.float32) for _ in range(3)]
+
+
+def run_deepstyle(size, evals):
+    from deepstyle import models
+    from deepstyle.style import Normalisation, StyleObjective
+
+    content, style, start = images(size)
+    net = models.load_feature_net("vgg19", weights="random-vgg", pooling="avg", last_layer="relu5_1")
+    objective = StyleObjective(
+        net, net.preprocess(content), [net.preprocess(style)],
+        content_layers=[CONTENT_LAYER], style_layers={name: 0.2 for name in STYLE_LAYERS},
+        content_weight=1.0, style_weight=10.0, tv_weight=1e-5, normalisation=Normalisation(),
+    )
+    x = net.preprocess(start)
+    return [objective(x)[0] for _ in range(evals + 1)]
+
+
+def run_torch(size, evals, threads):
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    widths = [64, 64, "P", 128, 128, "P", 256, 256, 256, 256, "P", 512, 512, 512, 512, "P", 512]
+    layers, names, channels, block, index = [], [], 3, 1, 1
+    for width in widths:
+        if width == "P":
+            layers.append(torch.nn.AvgPool2d(2))
+            names.append(f"pool{block}")
+            block, index = block + 1, 1
+            continue
+        layers += [torch.nn.Conv2d(channels, width, 3, padding=1), torch.nn.ReLU()]
+        names += [f"conv{block}_{index}", f"relu{block}_{index}"]
+        channels, index = width, index + 1
+    net = torch.nn.Sequential(*layers).requires_grad_(False)
+
+    def features(x):
+        taps = {}
+        for name, layer in zip(names, net):
+            x = layer(x)
+            taps[name] = x
+        return taps
+
+    def gram(f):
+        flat = f.reshape(f.shape[1], -1)
+        return flat @ flat.T / flat.shape[1]
+
+    content, style, start = (torch.from_numpy(im.transpose(2, 0, 1)[None].copy()) for im in images(size))
+    with torch.no_grad():
+        target = features(content)[CONTENT_LAYER]
+        grams = {name: gram(f) for name, f in features(style).items() if name in STYLE_LAYERS}
+    x = start.clone().requires_grad_(True)
+    losses = []
+    for _ in range(evals + 1):
+        x.grad = None
+        taps = features(x)
+        loss = F.mse_loss(taps[CONTENT_LAYER], target, reduction="sum") / target.square().sum()
+        for name in STYLE_LAYERS:
+            g = gram(taps[name])
+            loss = loss + 2.0 * ((g - grams[name]).square().sum() / grams[name].square().sum())
+        tv = ((x[:, :, :-1, :-1] - x[:, :, :-1, 1:]) ** 2 + (x[:, :, :-1, :-1] - x[:, :, 1:, :-1]) ** 2).mean()
+        loss = loss + 1e-5 * tv
+        loss.backward()
+        losses.append(float(loss))
+    return losses
+
+
+def measure(impl, size, evals, threads):
+    env = dict(os.environ, DEEPSTYLE_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, __file__, "--child", impl, str(size), str(evals), str(threads)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"{impl} at {size}: failed\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child_main(impl, size, evals, threads):
+    stamps = []
+    if impl == "deepstyle":
+        from deepstyle.style import losses as loss_module
+
+        call = loss_module.StyleObjective.__call__
+
+        def timed(self, x):
+            result = call(self, x)
+            stamps.append(time.perf_counter())
+            return result
+
+        loss_module.StyleObjective.__call__ = timed
+        stamps.append(time.perf_counter())
+        run_deepstyle(size, evals)
+    else:
+        import torch
+
+        step = torch.Tensor.backward
+
+        def timed(self, *args, **kwargs):
+            result = step(self, *args, **kwargs)
+            stamps.append(time.perf_counter())
+            return result
+
+        torch.Tensor.backward = timed
+        stamps.append(time.perf_counter())
+        run_torch(size, evals, threads)
+    seconds = np.diff(stamps)[1:]  # the first evaluation (after setup) is the warm-up
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    print(json.dumps({"seconds": float(np.mean(seconds)), "rss_gib": rss}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="256,512")
+    parser.add_argument("--evals", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        impl, size, evals, threads = args.child
+        child_main(impl, int(size), int(evals), int(threads))
+        return
+    try:
+        import torch  # noqa: F401
+
+        impls = ["deepstyle", "torch"]
+    except ImportError:
+        impls = ["deepstyle"]
+        print("PyTorch is not installed: timing deepstyle alone", file=sys.stderr)
+    print(f"one L-BFGS evaluation, VGG19 to relu5_1, avg pooling, {args.threads} threads, "
+          f"mean of {args.evals} after a warm-up")
+    print(f"{'size':>8} " + " ".join(f"{impl + ' s/eval':>16} {impl + ' peak':>16}" for impl in impls))
+    for size in [int(s) for s in args.sizes.split(",")]:
+        results = [measure(impl, size, args.evals, args.threads) for impl in impls]
+        cells = " ".join(f"{r['seconds']:>16.3f} {r['rss_gib']:>13.2f} GiB" for r in results)
+        print(f"{size:>6}^2 {cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
