@@ -26,15 +26,15 @@ except ImportError:
     torch = None
 
 
-def best_time(fn, quick):
-    """Best wall time of fn() in seconds after a warm-up call."""
+def best_time(fn, quick, clock=time.perf_counter):
+    """Best time of fn() in seconds on `clock` after a warm-up call."""
     fn()
     reps, budget = (3, 0.2) if quick else (10, 1.0)
     best, spent, n = float("inf"), 0.0, 0
     while n < reps or (spent < budget and n < 200):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         best, spent, n = min(best, dt), spent + dt, n + 1
     return best
 
@@ -170,7 +170,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer repeats and no huge shapes")
     parser.add_argument("--threads", type=int, default=deepstyle.get_num_threads())
     parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated groups")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by process CPU time instead of wall time: robust to other "
+                             "load on a shared machine, but meaningful only with --threads 1")
     args = parser.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     deepstyle.set_num_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
@@ -180,7 +184,8 @@ def main():
     except ImportError:
         pass
     rng = np.random.default_rng(0)
-    print(f"deepstyle {deepstyle.__version__}, {args.threads} threads; NumPy {np.__version__} "
+    print(f"deepstyle {deepstyle.__version__}, {args.threads} threads, "
+          f"{'CPU' if args.cpu_time else 'wall'} time; NumPy {np.__version__} "
           f"({blas_kernel()}); PyTorch {torch.__version__ if torch else 'not installed'}")
     header = (f"| {'op':<14} | {'shape':<26} | {'ours ms':>9} | {'GFLOP/s':>7} | {'NumPy ms':>9} "
               f"| {'speedup':>7} | {'torch ms':>9} | {'speedup':>7} |")
@@ -188,9 +193,9 @@ def main():
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
     for group in args.only.split(","):
         for op, shape, flops, ours, np_fn, torch_fn in GROUPS[group](rng, args.quick):
-            t_ours = best_time(ours, args.quick)
-            t_np = best_time(np_fn, args.quick) if np_fn else None
-            t_torch = best_time(torch_fn, args.quick) if torch_fn else None
+            t_ours = best_time(ours, args.quick, clock)
+            t_np = best_time(np_fn, args.quick, clock) if np_fn else None
+            t_torch = best_time(torch_fn, args.quick, clock) if torch_fn else None
 
             def cell(t, width=9):
                 return f"{t * 1e3:{width}.3f}" if t is not None else f"{'-':>{width}}"

@@ -23,7 +23,7 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   if (!trans_a && trans_b && std::min(M, N) <= 128 && K >= 1024) {
     blocked::gemm_dot(
         M, N, K, [&](int64_t i) { return A + i * lda; }, [&](int64_t j) { return B + j * ldb; },
-        alpha, beta, C, ldc, threads);
+        alpha, beta, C, ldc, threads, A == B && lda == ldb && M == N && beta == 0.0f);
     return;
   }
   blocked::gemm(M, N, K, alpha, blocked::MatrixA{A, lda, trans_a},

@@ -20,6 +20,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -279,9 +280,12 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
 // kDotRows x kDotCols accumulates one chunk of L in registers (the chunk of a tile's B rows
 // stays in L1, A's in L2), then adds its lane sums to C; threads own disjoint ranges of B rows,
 // so every element is summed in the same order whatever the thread count.
+// With `symmetric` (A and B the same matrix), only tiles that reach the upper triangle are
+// computed and the lower triangle is mirrored from it (exactly: each product pairs the same
+// floats in the same order), half the work.
 template <typename ARow, typename BRow>
 void gemm_dot(int64_t M, int64_t N, int64_t L, const ARow& a_row, const BRow& b_row, float alpha,
-              float beta, float* C, int64_t ldc, int threads) {
+              float beta, float* C, int64_t ldc, int threads, bool symmetric = false) {
   constexpr int kDotRows = 4, kDotCols = 6;
   constexpr int64_t kChunk = 2048;
   for (int64_t i = 0; i < M; ++i)
@@ -292,12 +296,18 @@ void gemm_dot(int64_t M, int64_t N, int64_t L, const ARow& a_row, const BRow& b_
   {
     int64_t t_lo, t_hi;
     split_range(col_tiles, omp_get_num_threads(), omp_get_thread_num(), t_lo, t_hi);
+    if (symmetric) {  // column tile tj holds about tj+1 tiles of work: balance the squares
+      const double nt = omp_get_num_threads(), t = omp_get_thread_num();
+      t_lo = (int64_t)(col_tiles * std::sqrt(t / nt));
+      t_hi = t + 1 == nt ? col_tiles : (int64_t)(col_tiles * std::sqrt((t + 1) / nt));
+    }
     for (int64_t u0 = 0; u0 < L; u0 += kChunk) {
       const int64_t u1 = std::min(L, u0 + kChunk), v1 = std::min(u1, vector_end);
       for (int64_t tj = t_lo; tj < t_hi; ++tj) {
         const float* b[kDotCols];  // a tile past the last row repeats it and stores nothing
         for (int j = 0; j < kDotCols; ++j) b[j] = b_row(std::min(N - 1, tj * kDotCols + j));
-        for (int64_t i0 = 0; i0 < M; i0 += kDotRows) {
+        const int64_t i_end = symmetric ? std::min(M, (tj + 1) * kDotCols) : M;
+        for (int64_t i0 = 0; i0 < i_end; i0 += kDotRows) {
           const float* a[kDotRows];
           for (int i = 0; i < kDotRows; ++i) a[i] = a_row(std::min(M - 1, i0 + i));
           vfloat acc[kDotRows][kDotCols] = {};
@@ -323,6 +333,9 @@ void gemm_dot(int64_t M, int64_t N, int64_t L, const ARow& a_row, const BRow& b_
       }
     }
   }
+  if (symmetric)
+    for (int64_t i = 1; i < M; ++i)
+      for (int64_t j = 0; j < i; ++j) C[i * ldc + j] = C[j * ldc + i];
 }
 
 }  // namespace blocked
