@@ -58,6 +58,8 @@ def _cupy_module(array):
 
 def _backend(*arrays):
     """Kernel module for the arrays: _cpu for NumPy, _cuda for CuPy; they may not be mixed."""
+    if all(type(a) is np.ndarray or a is None for a in arrays):  # the common case, kept cheap
+        return _cpu
     on_gpu = [_cupy_module(a) is not None for a in arrays if a is not None]
     if not any(on_gpu):
         return _cpu
@@ -75,6 +77,8 @@ def _backend(*arrays):
 
 def _as_float32(array, name):
     """``array`` as a C-contiguous float32 array of its own library (NumPy or CuPy)."""
+    if type(array) is np.ndarray and array.dtype == np.float32 and array.flags.c_contiguous:
+        return array  # already what the kernels take: skip the checks below (per-call cost)
     xp = _cupy_module(array) or np
     if not isinstance(array, (np.ndarray, numbers.Number)) and xp is np:
         if isinstance(array, (list, tuple)):
