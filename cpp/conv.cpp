@@ -220,21 +220,40 @@ struct PaddedBatch {
 
   static bool fits(const Conv2dShape& s) {
     return s.stride_h == 1 && s.stride_w == 1 && s.pad_h >= 0 && s.pad_h < s.R &&
-           s.pad_w >= 0 && s.pad_w < s.S &&
-           2 * s.P * s.Q >= (s.H + s.pad_h) * (s.W + s.pad_w);  // half the columns kept
+           s.pad_w >= 0 && s.pad_w < s.S;
   }
 
-  // op(B) = col (CRS x virtual columns): every panel row is one contiguous copy.
+  // Whether at least half the virtual columns are output positions, for the kernels that
+  // compute all of them.
+  static bool dense(const Conv2dShape& s) {
+    return 2 * s.P * s.Q >= (s.H + s.pad_h) * (s.W + s.pad_w);
+  }
+};
+
+inline void copy_floats(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + kVecWidth <= n; i += kVecWidth) vstore(dst + i, vload(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+// op(B) = col (CRS x N.PQ) read from a PaddedBatch: the NR output positions of a panel are a
+// few runs along image rows, and each tap copies each run from one fixed offset, unclipped.
+struct PaddedColumns {
+  const PaddedBatch& batch;
   void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
+    Run runs[NR];
+    int64_t start[NR];  // virtual column of each run's first position
+    const int count = runs_of(batch.s, j0, cols, runs);
+    for (int i = 0; i < count; ++i)
+      start[i] = (runs[i].n * batch.period + runs[i].p) * batch.Wp + runs[i].q;
     for (int64_t k = 0; k < kc; ++k) {
-      const float* src = data.data() + tap_offset[k0 + k] + j0;
+      const float* src = batch.data.data() + batch.tap_offset[k0 + k];
       float* d = dst + k * NR;
-      if (cols == NR) {
-        for (int v = 0; v < blocked::NV; ++v) vstore(d + v * kVecWidth, vload(src + v * kVecWidth));
-      } else {
-        std::memcpy(d, src, sizeof(float) * cols);
-        std::fill(d + cols, d + NR, 0.0f);
+      for (int i = 0; i < count; ++i) {
+        copy_floats(d, src + start[i], runs[i].len);
+        d += runs[i].len;
       }
+      std::fill(d, dst + (k + 1) * NR, 0.0f);
     }
   }
 };
@@ -356,32 +375,16 @@ void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, con
   const blocked::MatrixA w{weight, crs, false};
   if (PaddedBatch::fits(s)) {
     const PaddedBatch batch(s, x);
-    switch (s.K) {
-      case 1: return few_channel_conv<1>(s, batch, w, bias, y);
-      case 2: return few_channel_conv<2>(s, batch, w, bias, y);
-      case 3: return few_channel_conv<3>(s, batch, w, bias, y);
-      case 4: return few_channel_conv<4>(s, batch, w, bias, y);
-    }
-    if (crs <= blocked::KC || s.Q >= 4 * NR) {
-      blocked::gemm(s.K, batch.virtual_cols, crs, 1.0f, w, batch, 0.0f,
-                    PaddedOutput{s, batch, y}, bias, num_threads());
-      return;
-    }
-    // Short rows and several depth slices: C tiles would straddle rows and go through the
-    // scattering write once per slice, so collect C in the virtual layout and scatter once.
-    std::vector<float> c(s.K * batch.virtual_cols);
-    blocked::gemm(s.K, batch.virtual_cols, crs, 1.0f, w, batch, 0.0f,
-                  blocked::MatrixC{c.data(), batch.virtual_cols}, nullptr, num_threads());
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-    for (int64_t nk = 0; nk < s.N * s.K; ++nk) {
-      const int64_t n = nk / s.K, k = nk % s.K;
-      const float add = bias ? bias[k] : 0.0f;
-      for (int64_t p = 0; p < s.P; ++p) {
-        const float* src = &c[k * batch.virtual_cols + (n * batch.period + p) * batch.Wp];
-        float* dst = y + (nk * s.P + p) * s.Q;
-        for (int64_t q = 0; q < s.Q; ++q) dst[q] = src[q] + add;
+    if (PaddedBatch::dense(s)) {
+      switch (s.K) {
+        case 1: return few_channel_conv<1>(s, batch, w, bias, y);
+        case 2: return few_channel_conv<2>(s, batch, w, bias, y);
+        case 3: return few_channel_conv<3>(s, batch, w, bias, y);
+        case 4: return few_channel_conv<4>(s, batch, w, bias, y);
       }
     }
+    blocked::gemm(s.K, s.N * s.P * s.Q, crs, 1.0f, w, PaddedColumns{batch}, 0.0f,
+                  BatchOutput{s, y}, bias, num_threads());
   } else {
     blocked::gemm(s.K, s.N * s.P * s.Q, crs, 1.0f, w, ImageColumns{s, x}, 0.0f,
                   BatchOutput{s, y}, bias, num_threads());
@@ -456,7 +459,7 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
   }
   // The dot form pays where few output channels leave the packed GEMM's transposing packs
   // poorly amortised; it needs long enough rows to fill its vectors.
-  if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) &&
+  if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
       s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
     grad_weight_dot(s, PaddedBatch(s, x), grad_y, grad_weight);
   else if (grad_weight)
