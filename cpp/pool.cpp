@@ -1,9 +1,9 @@
 // Pooling over (N*C) independent planes, split across threads by plane. The window of every
 // output row and column, clipped to the input, is computed once per call. Max pooling and the
-// average forward work one output row at a time on SIMD vectors of adjacent output cells: each
-// input row of the window is copied into a row buffer padded with the identity (-inf or 0), so
+// average forward work one output row at a time on SIMD vectors of adjacent output cells: the
+// plane is first copied into a buffer whose rows are padded with the identity (-inf or 0), so
 // that every cell, edges included, scans its full window in row-major order with plain (stride
-// 1) or deinterleaved (stride 2) vector loads. The average backward scatters cell by cell.
+// 1) or deinterleaved (stride 2) vector loads. The backwards scatter cell by cell.
 // Max pooling follows PyTorch's CPU kernel exactly: a value replaces the running maximum when it
 // is larger or NaN (so the last NaN wins), starting from -inf at the window's first in-bounds
 // cell; padding is never chosen.
@@ -60,12 +60,18 @@ inline int64_t divisor(const Span& rows, const Span& cols, bool count_include_pa
                            : (rows.hi - rows.lo) * (cols.hi - cols.lo);
 }
 
-// Runs body(in_plane_offset, out_plane_offset) for every plane, planes split across threads.
-template <typename Body>
-void for_each_plane(const Pool2dShape& s, Body body) {
+// Runs body(state, in_plane_offset, out_plane_offset) for every plane, planes split across
+// threads; each thread makes its state (its scratch buffers) once.
+template <typename MakeState, typename Body>
+void for_each_plane(const Pool2dShape& s, MakeState make_state, Body body) {
   const int64_t planes = s.N * s.C;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (planes > 1)
-  for (int64_t plane = 0; plane < planes; ++plane) body(plane * s.H * s.W, plane * s.P * s.Q);
+#pragma omp parallel num_threads(num_threads()) if (planes > 1)
+  {
+    auto state = make_state();
+#pragma omp for schedule(static)
+    for (int64_t plane = 0; plane < planes; ++plane)
+      body(state, plane * s.H * s.W, plane * s.P * s.Q);
+  }
 }
 
 typedef int32_t vint __attribute__((vector_size(kVecWidth * sizeof(int32_t))));
@@ -83,19 +89,29 @@ inline vfloat load_strided(const float* p, int64_t stride) {
   return v;
 }
 
-// One input row laid out for the vector loops: cell w of the row at data()[pad_w + w], the
-// identity value on both sides, with room for the last vector's loads.
-class PaddedRow {
+// One input plane laid out for the vector loops: cell (h, w) at row(h)[pad_w + w], the identity
+// value on both sides of every row, with room for the last vector's loads. The whole plane is
+// copied before any row is read, so that loads never wait on the copy's just-issued stores.
+class PaddedPlane {
  public:
-  PaddedRow(const Pool2dShape& s, float fill)
-      : s_(s), buf_(s.pad_w + s.W + (s.Q + 2 * kVecWidth) * s.stride_w + s.kernel_w, fill) {}
-  const float* load(const float* row) {
-    std::memcpy(buf_.data() + s_.pad_w, row, sizeof(float) * s_.W);
-    return buf_.data();
+  PaddedPlane(const Pool2dShape& s, float fill)
+      : s_(s),
+        stride_(s.pad_w + s.W + (s.Q + 2 * kVecWidth) * s.stride_w + s.kernel_w),
+        buf_(s.H * stride_, fill) {}
+  void load(const float* plane) {
+    for (int64_t h = 0; h < s_.H; ++h) {  // short rows: an inline loop beats memcpy's call
+      float* dst = &buf_[h * stride_ + s_.pad_w];
+      const float* src = plane + h * s_.W;
+      int64_t w = 0;
+      for (; w + kVecWidth <= s_.W; w += kVecWidth) vstore(dst + w, vload(src + w));
+      for (; w < s_.W; ++w) dst[w] = src[w];
+    }
   }
+  const float* row(int64_t h) const { return &buf_[h * stride_]; }
 
  private:
   const Pool2dShape& s_;
+  int64_t stride_;
   std::vector<float> buf_;
 };
 
@@ -110,8 +126,8 @@ inline void store_lanes(float* dst, vfloat v, int64_t n) {
 
 // Max over the windows of output row p, kVecWidth cells at a time; index (h * W + w) of each
 // cell's maximum goes to argmax_out when it is not null.
-void max_pool_row(const Pool2dShape& s, const Windows& win, const float* plane, int64_t p,
-                  PaddedRow& row, float* max_out, int32_t* argmax_out) {
+void max_pool_row(const Pool2dShape& s, const Windows& win, const PaddedPlane& plane, int64_t p,
+                  float* max_out, int32_t* argmax_out) {
   const vfloat minus_inf = vbroadcast(-std::numeric_limits<float>::infinity());
   const Span& rows = win.rows[p];
   vint lane;
@@ -122,7 +138,7 @@ void max_pool_row(const Pool2dShape& s, const Windows& win, const float* plane, 
     vint best_at;
     for (int64_t i = 0; i < n; ++i) best_at[i] = rows.lo * s.W + win.cols[q0 + i].lo;
     for (int64_t h = rows.lo; h < rows.hi; ++h) {
-      const float* padded = row.load(plane + h * s.W) + q0 * s.stride_w;
+      const float* padded = plane.row(h) + q0 * s.stride_w;
       for (int64_t t = 0; t < s.kernel_w; ++t) {
         const vfloat v = load_strided(padded + t, s.stride_w);
         const auto take = (v > best) | (v != v);
@@ -142,43 +158,58 @@ void max_pool_row(const Pool2dShape& s, const Windows& win, const float* plane, 
 
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
   const Windows win(s);
-  for_each_plane(s, [&](int64_t in_off, int64_t out_off) {
-    PaddedRow row(s, -std::numeric_limits<float>::infinity());
-    for (int64_t p = 0; p < s.P; ++p)
-      max_pool_row(s, win, x + in_off, p, row, y + out_off + p * s.Q, nullptr);
+  const auto plane = [&] { return PaddedPlane(s, -std::numeric_limits<float>::infinity()); };
+  for_each_plane(s, plane, [&](PaddedPlane& in, int64_t in_off, int64_t out_off) {
+    in.load(x + in_off);
+    for (int64_t p = 0; p < s.P; ++p) max_pool_row(s, win, in, p, y + out_off + p * s.Q, nullptr);
   });
 }
 
 void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float* x,
                          float* grad_x) {
   const Windows win(s);
-  for_each_plane(s, [&](int64_t in_off, int64_t out_off) {
-    PaddedRow row(s, -std::numeric_limits<float>::infinity());
-    std::vector<int32_t> argmax(s.Q);
+  struct Scratch {
+    PaddedPlane in;
+    std::vector<int32_t> argmax;
+  };
+  const bool no_empty_cols = std::all_of(win.cols.begin(), win.cols.end(),
+                                         [](const Span& c) { return c.lo < c.hi; });
+  const auto scratch = [&] {
+    return Scratch{PaddedPlane(s, -std::numeric_limits<float>::infinity()),
+                   std::vector<int32_t>(s.Q)};
+  };
+  for_each_plane(s, scratch, [&](Scratch& sc, int64_t in_off, int64_t out_off) {
     const float* gy = grad_y + out_off;
     float* gx = grad_x + in_off;
+    sc.in.load(x + in_off);
     std::memset(gx, 0, sizeof(float) * s.H * s.W);
     for (int64_t p = 0; p < s.P; ++p) {
-      max_pool_row(s, win, x + in_off, p, row, nullptr, argmax.data());
+      max_pool_row(s, win, sc.in, p, nullptr, sc.argmax.data());
       if (win.rows[p].lo >= win.rows[p].hi) continue;
-      for (int64_t q = 0; q < s.Q; ++q)
-        if (win.cols[q].lo < win.cols[q].hi) gx[argmax[q]] += gy[p * s.Q + q];
+      if (no_empty_cols) {
+        for (int64_t q = 0; q < s.Q; ++q) gx[sc.argmax[q]] += gy[p * s.Q + q];
+      } else {
+        for (int64_t q = 0; q < s.Q; ++q)
+          if (win.cols[q].lo < win.cols[q].hi) gx[sc.argmax[q]] += gy[p * s.Q + q];
+      }
     }
   });
 }
 
 void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const float* x, float* y) {
   const Windows win(s);
-  for_each_plane(s, [&](int64_t in_off, int64_t out_off) {
-    PaddedRow row(s, 0.0f);
+  const auto plane = [&] { return PaddedPlane(s, 0.0f); };
+  for_each_plane(s, plane, [&](PaddedPlane& in, int64_t in_off, int64_t out_off) {
+    in.load(x + in_off);
     for (int64_t p = 0; p < s.P; ++p) {
       const Span& rows = win.rows[p];
       for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
         const int64_t n = std::min<int64_t>(kVecWidth, s.Q - q0);
         vfloat sum = vfloat{}, d = vbroadcast(1.0f);
-        for (int64_t i = 0; i < n; ++i) d[i] = (float)divisor(rows, win.cols[q0 + i], count_include_pad);
+        for (int64_t i = 0; i < n; ++i)
+          d[i] = (float)divisor(rows, win.cols[q0 + i], count_include_pad);
         for (int64_t h = rows.lo; h < rows.hi; ++h) {
-          const float* padded = row.load(x + in_off + h * s.W) + q0 * s.stride_w;
+          const float* padded = in.row(h) + q0 * s.stride_w;
           for (int64_t t = 0; t < s.kernel_w; ++t) sum += load_strided(padded + t, s.stride_w);
         }
         vfloat out = sum / d;
@@ -193,7 +224,7 @@ void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const floa
 void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_y,
                          float* grad_x) {
   const Windows win(s);
-  for_each_plane(s, [&](int64_t in_off, int64_t out_off) {
+  for_each_plane(s, [] { return 0; }, [&](int, int64_t in_off, int64_t out_off) {
     const float* gy = grad_y + out_off;
     float* gx = grad_x + in_off;
     std::memset(gx, 0, sizeof(float) * s.H * s.W);
