@@ -219,3 +219,15 @@ def test_help_explains_the_command(capsys):
     text = capsys.readouterr().out
     for fragment in ("--preserve-colors", "--scales", "examples:", "DEEPSTYLE_WEIGHTS", "--resume"):
         assert fragment in text
+
+
+def test_demo_pictures_are_deterministic_and_full_of_colour():
+    from deepstyle.style.demo import demo_content, demo_style
+
+    content, style = demo_content(64), demo_style(64)
+    assert content.shape == (48, 64, 3) and style.shape == (64, 64, 3)
+    np.testing.assert_array_equal(style, demo_style(64))
+    assert np.abs(demo_style(64, seed=1) - style).max() > 0.5
+    for picture in (content, style):
+        assert picture.dtype == np.float32 and 0 <= picture.min() and picture.max() <= 1
+        assert picture.std(axis=(0, 1)).min() > 0.05, "not a flat picture"
