@@ -19,11 +19,13 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  // A B^T with few rows and columns and a long sum (Gram matrices): dot products, unpacked.
-  if (!trans_a && trans_b && std::min(M, N) <= 128 && K >= 1024) {
+  // A B^T with few rows and columns and a long sum: dot products, unpacked. A A^T (a Gram
+  // matrix) needs only its upper triangle, which pays for larger sizes too.
+  const bool symmetric = A == B && lda == ldb && M == N && beta == 0.0f;
+  if (!trans_a && trans_b && K >= 1024 && std::min(M, N) <= (symmetric ? 512 : 128)) {
     blocked::gemm_dot(
         M, N, K, [&](int64_t i) { return A + i * lda; }, [&](int64_t j) { return B + j * ldb; },
-        alpha, beta, C, ldc, threads, A == B && lda == ldb && M == N && beta == 0.0f);
+        alpha, beta, C, ldc, threads, symmetric);
     return;
   }
   blocked::gemm(M, N, K, alpha, blocked::MatrixA{A, lda, trans_a},
