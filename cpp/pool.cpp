@@ -37,9 +37,13 @@ std::vector<Span> spans(int64_t out, int64_t in, int64_t kernel, int64_t stride,
 
 struct Windows {
   std::vector<Span> rows, cols;
+  std::vector<int32_t> first_col;  // cols[q].lo, padded to whole vectors for vector loads
   explicit Windows(const Pool2dShape& s)
       : rows(spans(s.P, s.H, s.kernel_h, s.stride_h, s.pad_h)),
-        cols(spans(s.Q, s.W, s.kernel_w, s.stride_w, s.pad_w)) {}
+        cols(spans(s.Q, s.W, s.kernel_w, s.stride_w, s.pad_w)),
+        first_col(s.Q + kVecWidth, 0) {
+    for (int64_t q = 0; q < s.Q; ++q) first_col[q] = (int32_t)cols[q].lo;
+  }
 };
 
 // Index in the plane of PyTorch's maximum of the window rows x cols, or -1 if it is empty.
@@ -135,8 +139,11 @@ void max_pool_row(const Pool2dShape& s, const Windows& win, const PaddedPlane& p
   for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
     const int64_t n = std::min<int64_t>(kVecWidth, s.Q - q0);
     vfloat best = minus_inf;
-    vint best_at;
-    for (int64_t i = 0; i < n; ++i) best_at[i] = rows.lo * s.W + win.cols[q0 + i].lo;
+    vint best_at = {};
+    if (argmax_out) {
+      std::memcpy(&best_at, win.first_col.data() + q0, sizeof(best_at));
+      best_at += (int32_t)(rows.lo * s.W);
+    }
     for (int64_t h = rows.lo; h < rows.hi; ++h) {
       const float* padded = plane.row(h) + q0 * s.stride_w;
       for (int64_t t = 0; t < s.kernel_w; ++t) {
@@ -150,8 +157,7 @@ void max_pool_row(const Pool2dShape& s, const Windows& win, const PaddedPlane& p
       }
     }
     if (max_out) store_lanes(max_out + q0, best, n);
-    if (argmax_out)
-      for (int64_t i = 0; i < n; ++i) argmax_out[q0 + i] = best_at[i];
+    if (argmax_out) std::memcpy(argmax_out + q0, &best_at, sizeof(best_at));
   }
 }
 }  // namespace
@@ -176,7 +182,7 @@ void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float*
                                          [](const Span& c) { return c.lo < c.hi; });
   const auto scratch = [&] {
     return Scratch{PaddedPlane(s, -std::numeric_limits<float>::infinity()),
-                   std::vector<int32_t>(s.Q)};
+                   std::vector<int32_t>(s.Q + kVecWidth)};  // whole vectors are stored
   };
   for_each_plane(s, scratch, [&](Scratch& sc, int64_t in_off, int64_t out_off) {
     const float* gy = grad_y + out_off;
