@@ -33,7 +33,7 @@ __all__ = [
 
 ARCHS = _arch.ARCHS
 RANDOM_KINDS = ("random-vgg", "random-multiscale")
-DEFAULT_RANDOM = "random-vgg"
+DEFAULT_RANDOM = "random-multiscale"  # chosen by looking at the results: see docs/models.md
 _told_about_fallback = False
 
 
@@ -85,7 +85,7 @@ def _tell_fallback(arch):
         _told_about_fallback = True
         print(
             f"deepstyle: no {arch.upper()} weights found (--weights, $DEEPSTYLE_WEIGHTS, {cache_dir()}); "
-            f"using a {DEFAULT_RANDOM} feature network, which needs no download but paints less "
-            "faithfully than pretrained VGG (see docs/models.md)",
+            f"using a random-weight network ({DEFAULT_RANDOM}) instead; the published results use "
+            "pretrained VGG weights (see docs/models.md for the files it reads)",
             file=sys.stderr,
         )
