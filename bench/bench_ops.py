@@ -137,8 +137,9 @@ def torch_max_pool_backward(tx, tgy, k, s, ceil):
 
 
 def gram_cases(rng, quick):
-    for name, c, hw in [("vgg relu1_1 64x256^2", 64, 256 * 256), ("vgg relu3_1 256x64^2", 256, 64 * 64),
-                        ("vgg relu5_1 512x16^2", 512, 16 * 16)]:
+    shapes = [("vgg relu1_1 64x256^2", 64, 256 * 256), ("vgg relu3_1 256x64^2", 256, 64 * 64),
+              ("vgg relu5_1 512x16^2", 512, 16 * 16)]
+    for name, c, hw in shapes:
         side = int(hw**0.5)
         x = rng_array(rng, 1, c, side, side)
         gg = rng_array(rng, 1, c, c)

@@ -4,14 +4,17 @@
 // x[n, c, p*stride_h - pad_h + r, q*stride_w - pad_w + t] (zero outside the image):
 //
 // forward:      y (K x N.PQ, NCHW)   = W (K x CRS) . col (CRS x N.PQ) + bias
-// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T, as dot products along N.PQ
-//               where the batch fits the zero-framed layout below, else a packed GEMM
+// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T, as unpacked dot products along
+//               N.PQ for layers with few output channels, else a packed GEMM
 // grad_x:       with stride 1, a forward convolution of dy with the weights flipped and
 //               transposed, padding R-1-pad (negative padding crops); otherwise (and where that
 //               would waste work) dcol = W^T . dy over chunks of images, scattered back by col2im.
 //
-// Every output element is summed by one thread in a fixed order (grad_bias: one double sum per
-// channel), so results are bitwise identical from run to run.
+// Stride-1 convolutions first copy the batch into a zero-framed layout (PaddedBatch) where every
+// tap is one fixed offset away, so packing is plain copying; layers with 1-4 output channels
+// (grad_x of RGB input layers) skip the GEMM for a direct kernel on that layout. Every output
+// element is summed by one thread in a fixed order (grad_bias: one double sum per channel), so
+// results are bitwise identical from run to run.
 #include "conv.h"
 
 #include <algorithm>
@@ -359,8 +362,8 @@ void few_channel_block(const PaddedBatch& batch, const blocked::MatrixA& weight,
 }
 
 template <int K>
-void few_channel_conv(const Conv2dShape& s, const PaddedBatch& batch, const blocked::MatrixA& weight,
-                      const float* bias, float* y) {
+void few_channel_conv(const Conv2dShape& s, const PaddedBatch& batch,
+                      const blocked::MatrixA& weight, const float* bias, float* y) {
   const PaddedOutput out{s, batch, y};
   constexpr int64_t width = std::min(8, 24 / K) * kVecWidth;
   const int64_t blocks = (batch.virtual_cols + width - 1) / width, crs = s.C * s.R * s.S;

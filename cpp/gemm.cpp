@@ -1,5 +1,7 @@
-// SGEMM on plain row-major matrices: the blocked driver of gemm_blocked.h (packed panels,
-// register-blocked micro-kernel, threads splitting the tiles) with MatrixA/MatrixB/MatrixC.
+// SGEMM on plain row-major matrices: the blocked driver of gemm_blocked.h (packed panels, an
+// 8x48 register-blocked AVX-512 micro-kernel, threads on disjoint slices of C), or, for A.B^T
+// with small M and N and a long K (Gram matrices), its unpacked dot-product kernel, which for
+// A.A^T computes one triangle and mirrors it.
 #include "gemm.h"
 
 #include <algorithm>

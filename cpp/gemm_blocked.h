@@ -9,9 +9,9 @@
 // KC-deep slices of K, with the KC x NC block of op(B) packed into NR-wide panels (in L3); ic
 // over MC-tall row blocks, with the MC x KC block of op(A) packed into MR-tall panels (in L2);
 // then the register-blocked micro-kernel on every (MR x NR) tile: one B panel stays in L1/L2
-// while the A panels stream past it, and the MR x NR accumulators stay in registers. Packing pads edges with zeros, so the micro-kernel never
-// branches on size; partial tiles and tiles whose columns are not contiguous in C go through a
-// small buffer.
+// while the A panels stream past it, and the MR x NR accumulators stay in registers. Packing
+// pads edges with zeros, so the micro-kernel never branches on size; partial tiles and tiles
+// whose columns are not contiguous in C go through a small buffer.
 //
 // Every element of C is summed by one thread in the same fixed order whatever the partition, so
 // results are bitwise identical from run to run and across thread counts.
