@@ -31,6 +31,14 @@ namespace {
 using blocked::MR;
 using blocked::NR;
 
+// Per-thread buffers reused from call to call: fresh multi-megabyte allocations would page-fault
+// on every call. One slot per use, since their lifetimes overlap.
+enum ScratchSlot { kBatchSlot, kWeightSlot, kGradSlot, kSlots };
+float* scratch(ScratchSlot slot, int64_t n) {
+  static thread_local blocked::Scratch buffers[kSlots];
+  return buffers[slot].get(n);
+}
+
 // dst[i * dst_step] = row[iw0 + i * src_step] for i in [0, len), zero where the source index
 // falls outside [0, W).
 inline void gather_clipped(float* dst, int64_t dst_step, const float* row, int64_t iw0,
@@ -197,23 +205,24 @@ struct BatchOutput {
 struct PaddedBatch {
   const Conv2dShape& s;
   int64_t Wp, period, plane, virtual_cols;
-  std::vector<float> data;
+  float* data;                      // C planes of `plane` floats
   std::vector<int64_t> tap_offset;  // of (c, r, t) from a column's own position
 
-  explicit PaddedBatch(const Conv2dShape& shape, const float* x)
+  PaddedBatch(const Conv2dShape& shape, const float* x)
       : s(shape),
         Wp(shape.W + shape.pad_w),
         period(shape.H + shape.pad_h),
         plane((shape.N * period + shape.R + 2) * Wp + NR + shape.S),
         virtual_cols(shape.N * period * Wp),
-        data(shape.C * plane, 0.0f),
+        data(scratch(kBatchSlot, shape.C * plane)),
         tap_offset(shape.C * shape.R * shape.S) {
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (s.C * s.N > 1)
-    for (int64_t cn = 0; cn < s.C * s.N; ++cn) {
-      const int64_t c = cn / s.N, n = cn % s.N;
-      for (int64_t h = 0; h < s.H; ++h)
-        std::memcpy(&data[c * plane + (1 + s.pad_h + n * period + h) * Wp],
-                    x + ((n * s.C + c) * s.H + h) * s.W, sizeof(float) * s.W);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (s.C > 1)
+    for (int64_t c = 0; c < s.C; ++c) {
+      std::fill_n(data + c * plane, plane, 0.0f);
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t h = 0; h < s.H; ++h)
+          std::memcpy(data + c * plane + (1 + s.pad_h + n * period + h) * Wp,
+                      x + ((n * s.C + c) * s.H + h) * s.W, sizeof(float) * s.W);
     }
     for (int64_t c = 0; c < s.C; ++c)
       for (int64_t r = 0; r < s.R; ++r)
@@ -250,7 +259,7 @@ struct PaddedColumns {
     for (int i = 0; i < count; ++i)
       start[i] = (runs[i].n * batch.period + runs[i].p) * batch.Wp + runs[i].q;
     for (int64_t k = 0; k < kc; ++k) {
-      const float* src = batch.data.data() + batch.tap_offset[k0 + k];
+      const float* src = batch.data + batch.tap_offset[k0 + k];
       float* d = dst + k * NR;
       for (int i = 0; i < count; ++i) {
         copy_floats(d, src + start[i], runs[i].len);
@@ -293,16 +302,18 @@ void grad_weight_dot(const Conv2dShape& s, const PaddedBatch& batch, const float
                      float* grad_weight) {
   const int64_t crs = s.C * s.R * s.S, pq = s.P * s.Q;
   const int64_t len = (batch.virtual_cols + kVecWidth - 1) / kVecWidth * kVecWidth;
-  std::vector<float> dy(s.K * len, 0.0f);
+  float* dy = scratch(kGradSlot, s.K * len);
 #pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t k = 0; k < s.K; ++k)
+  for (int64_t k = 0; k < s.K; ++k) {
+    std::fill_n(dy + k * len, len, 0.0f);
     for (int64_t n = 0; n < s.N; ++n)
       for (int64_t p = 0; p < s.P; ++p)
-        std::memcpy(&dy[k * len + (n * batch.period + p) * batch.Wp],
+        std::memcpy(dy + k * len + (n * batch.period + p) * batch.Wp,
                     grad_y + (n * s.K + k) * pq + p * s.Q, sizeof(float) * s.Q);
+  }
   blocked::gemm_dot(
-      s.K, crs, len, [&](int64_t k) { return dy.data() + k * len; },
-      [&](int64_t tap) { return batch.data.data() + batch.tap_offset[tap]; }, 1.0f, 0.0f,
+      s.K, crs, len, [&](int64_t k) { return dy + k * len; },
+      [&](int64_t tap) { return batch.data + batch.tap_offset[tap]; }, 1.0f, 0.0f,
       grad_weight, crs, num_threads());
 }
 
@@ -338,7 +349,7 @@ void few_channel_block(const PaddedBatch& batch, const blocked::MatrixA& weight,
   constexpr int NVEC = std::min(8, 24 / K), WIDTH = NVEC * kVecWidth;
   vfloat acc[K][NVEC] = {};
   for (int64_t tap = 0; tap < crs; ++tap) {
-    const float* src = batch.data.data() + batch.tap_offset[tap] + u0;
+    const float* src = batch.data + batch.tap_offset[tap] + u0;
     vfloat b[NVEC];
 #pragma GCC unroll 8
     for (int v = 0; v < NVEC; ++v) b[v] = vload(src + v * kVecWidth);
@@ -400,7 +411,7 @@ void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, con
 void grad_x_stride1(const Conv2dShape& s, const float* grad_y, const float* weight,
                     float* grad_x) {
   const int64_t rs = s.R * s.S;
-  std::vector<float> flipped(s.C * s.K * rs);
+  float* flipped = scratch(kWeightSlot, s.C * s.K * rs);
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t k = 0; k < s.K; ++k)
@@ -408,7 +419,7 @@ void grad_x_stride1(const Conv2dShape& s, const float* grad_y, const float* weig
         flipped[(c * s.K + k) * rs + rs - 1 - i] = weight[(k * s.C + c) * rs + i];
   const Conv2dShape adjoint{s.N, s.K, s.P, s.Q, s.C, s.R, s.S, 1, 1,
                             s.R - 1 - s.pad_h, s.S - 1 - s.pad_w, s.H, s.W};
-  forward_gemm(adjoint, grad_y, flipped.data(), nullptr, grad_x);
+  forward_gemm(adjoint, grad_y, flipped, nullptr, grad_x);
 }
 
 // grad_x for any geometry: dcol = W^T . dy over a chunk of images at a time, then col2im of
