@@ -10,6 +10,25 @@ must not be modified in place.
 
 from __future__ import annotations
 
+from .. import nn, ops
+
+
+class ReLU(nn.ReLU):
+    """A ReLU whose backward uses its output (y > 0 exactly where x > 0) rather than its input.
+
+    In a conv-ReLU chain the output is what the next layer keeps anyway, so the pre-activation
+    is freed as soon as the ReLU has run (unless it is tapped): that halves the activations a
+    forward pass keeps for backward.
+    """
+
+    def forward(self, x):
+        self._saved = y = ops.relu(x)
+        return y
+
+    def backward(self, grad_y):
+        y, self._saved = self._saved, None
+        return ops.relu_backward(grad_y, y)
+
 
 def check_taps(taps, layer_names, what="taps"):
     """``taps`` as a list of known layer names (a single name is accepted too)."""

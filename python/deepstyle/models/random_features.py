@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from .feature_net import add_tap_gradient, check_input, check_taps
+from .feature_net import ReLU, add_tap_gradient, check_input, check_taps
 from .weights import TORCHVISION
 
 MULTISCALE_SIZES = (3, 5, 7, 11, 15, 23, 37, 55)
@@ -103,7 +103,7 @@ class _Branch:
         self.pools = [_binomial_halving() for _ in range(self.factor.bit_length() - 1)]
         self.conv = nn.Conv2d(3, channels, kernel, padding=kernel // 2, bias=False, rng=rng)
         self.conv.trainable = False
-        self.relu = nn.ReLU()
+        self.relu = ReLU()
 
     def forward(self, x):
         for pool in self.pools:

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import nn
 from . import arch as vgg_arch
-from .feature_net import FeatureNet
+from .feature_net import FeatureNet, ReLU
 from .random_features import calibrate_random_vgg
 
 POOLINGS = ("avg", "max")
@@ -37,7 +37,7 @@ def vgg_layers(arch, last_layer, pooling, weights=None, rng=None):
             if weights is not None:
                 layer.weight, layer.bias = weights[name]
         elif kind == "relu":
-            layer = nn.ReLU()
+            layer = ReLU()
         else:  # Gatys et al. replace max by average pooling: smoother gradients, nicer images
             layer = nn.AvgPool2d(2) if pooling == "avg" else nn.MaxPool2d(2)
         layers.append((name, layer))
