@@ -137,6 +137,9 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = vfloat{};
+  if (beta != 0.0f)  // C comes from L3 or memory: fetch it while the sums run
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) __builtin_prefetch(c + r * ldc + v * kVecWidth, 1);
   for (int64_t k = 0; k < kc; ++k) {
     vfloat bv[NV];
 #pragma GCC unroll 4
