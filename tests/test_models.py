@@ -130,6 +130,17 @@ def test_bad_taps_sizes_and_gradients_are_clear_errors():
         models.load_feature_net(arch="vgg11")
 
 
+def test_arch_none_follows_the_weights():
+    weights = prefix_weights()
+    weights.arch = "vgg16"
+    net = models.load_feature_net(arch=None, weights=weights, last_layer="relu1_2")
+    assert net.description.startswith("VGG16")
+    with pytest.raises(models.WeightsError, match="holds VGG16 weights, but arch='vgg19'"):
+        models.load_feature_net(arch="vgg19", weights=weights, last_layer="relu1_2")
+    with pytest.raises(ValueError, match="weights: expected a path, None, 'random'"):
+        models.load_feature_net(weights="random-forest")
+
+
 def test_layer_names_and_min_size():
     assert len(models.layer_names("vgg19")) == 16 * 2 + 5 and len(models.layer_names("vgg16")) == 13 * 2 + 5
     assert models.layer_names("vgg16")[-3:] == ["conv5_3", "relu5_3", "pool5"]

@@ -15,6 +15,7 @@ random network and say so once on stderr), or one of "random" (the default rando
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import arch as _arch
@@ -45,35 +46,35 @@ def layer_names(arch="vgg19"):
 def load_feature_net(arch="vgg19", weights=None, pooling="avg", last_layer="relu5_1", seed=0):
     """A feature network (see the module doc); layers after ``last_layer`` are not built.
 
+    ``arch=None`` takes the architecture from the weights file (VGG19 when it does not tell).
     Random networks are drawn from ``seed``; "random-multiscale" ignores ``arch``, ``pooling``
     and ``last_layer`` (it is one layer of parallel filters).
     """
-    _arch.check_arch(arch)
+    if arch is not None:
+        _arch.check_arch(arch)
     check_pooling(pooling)
-    if last_layer not in _arch.layer_names(arch):
-        raise ValueError(
-            f"last_layer: expected a layer of {arch} ({', '.join(_arch.layer_names(arch))}), got {last_layer!r}"
-        )
     if weights is None:
-        found = find_weights(None, arch)
-        if found is None:
-            _tell_fallback(arch)
+        weights = find_weights(None, arch or "vgg19")
+        if weights is None:
+            _tell_fallback(arch or "vgg19")
             weights = DEFAULT_RANDOM
-        else:
-            weights = found
-    if weights == "random":
+    if isinstance(weights, str) and weights == "random":
         weights = DEFAULT_RANDOM
+    random_kind = isinstance(weights, str) and weights in RANDOM_KINDS
+    if isinstance(weights, str) and weights.startswith("random") and not random_kind and not os.path.exists(weights):
+        raise ValueError(f"weights: expected a path, None, 'random' or one of {', '.join(RANDOM_KINDS)}, got {weights!r}")
+    if not random_kind and not isinstance(weights, Weights):
+        weights = load_weights(weights)
+    arch = arch or (weights.arch if isinstance(weights, Weights) else None) or "vgg19"
+    names = _arch.layer_names(arch)
+    if last_layer not in names:
+        raise ValueError(f"last_layer: expected a layer of {arch} ({', '.join(names)}), got {last_layer!r}")
     if weights == "random-multiscale":
         return MultiScaleNet(seed=seed)
     if weights == "random-vgg":
         description = (f"{arch.upper()} with random weights (seed {seed}, rescaled to unit activations; "
                        f"He et al. 2016), {pooling} pooling")
         return vgg_net(arch, last_layer, pooling, None, TORCHVISION, description, seed)
-    if isinstance(weights, str) and weights.startswith("random"):
-        raise ValueError(f"weights: expected a path, None, 'random' or one of {', '.join(RANDOM_KINDS)}, got {weights!r}")
-    if not isinstance(weights, Weights):
-        weights = load_weights(weights)
-    names = _arch.layer_names(arch)
     weights.check(arch, [name for name in names[: names.index(last_layer) + 1] if name.startswith("conv")])
     description = f"{arch.upper()}, {weights.description}, {pooling} pooling"
     return vgg_net(arch, last_layer, pooling, weights.layers, weights.convention, description)
