@@ -31,7 +31,9 @@ def images(size):
     return [rng.uniform(0, 1, (size, size, 3)).astype(np.float32) for _ in range(3)]
 
 
-def run_deepstyle(size, evals):
+def setup_deepstyle(size, threads):
+    """Build the network and the objective; return a function doing one evaluation."""
+    del threads  # set through DEEPSTYLE_NUM_THREADS by measure()
     from deepstyle import models
     from deepstyle.style import Normalisation, StyleObjective
 
@@ -43,10 +45,10 @@ def run_deepstyle(size, evals):
         content_weight=1.0, style_weight=10.0, tv_weight=1e-5, normalisation=Normalisation(),
     )
     x = net.preprocess(start)
-    return [objective(x)[0] for _ in range(evals + 1)]
+    return lambda: objective(x)
 
 
-def run_torch(size, evals, threads):
+def setup_torch(size, threads):
     import torch
     import torch.nn.functional as F
 
@@ -81,19 +83,19 @@ def run_torch(size, evals, threads):
         target = features(content)[CONTENT_LAYER]
         grams = {name: gram(f) for name, f in features(style).items() if name in STYLE_LAYERS}
     x = start.clone().requires_grad_(True)
-    losses = []
-    for _ in range(evals + 1):
+
+    def evaluate():
         x.grad = None
         taps = features(x)
         loss = F.mse_loss(taps[CONTENT_LAYER], target, reduction="sum") / target.square().sum()
         for name in STYLE_LAYERS:
-            g = gram(taps[name])
-            loss = loss + 2.0 * ((g - grams[name]).square().sum() / grams[name].square().sum())
+            loss = loss + 0.2 * 10.0 * ((gram(taps[name]) - grams[name]).square().sum() / grams[name].square().sum())
         tv = ((x[:, :, :-1, :-1] - x[:, :, :-1, 1:]) ** 2 + (x[:, :, :-1, :-1] - x[:, :, 1:, :-1]) ** 2).mean()
         loss = loss + 1e-5 * tv
         loss.backward()
-        losses.append(float(loss))
-    return losses
+        return float(loss)
+
+    return evaluate
 
 
 def measure(impl, size, evals, threads):
@@ -105,37 +107,20 @@ def measure(impl, size, evals, threads):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child_main(impl, size, evals, threads):
-    stamps = []
-    if impl == "deepstyle":
-        from deepstyle.style import losses as loss_module
-
-        call = loss_module.StyleObjective.__call__
-
-        def timed(self, x):
-            result = call(self, x)
-            stamps.append(time.perf_counter())
-            return result
-
-        loss_module.StyleObjective.__call__ = timed
-        stamps.append(time.perf_counter())
-        run_deepstyle(size, evals)
-    else:
-        import torch
-
-        step = torch.Tensor.backward
-
-        def timed(self, *args, **kwargs):
-            result = step(self, *args, **kwargs)
-            stamps.append(time.perf_counter())
-            return result
-
-        torch.Tensor.backward = timed
-        stamps.append(time.perf_counter())
-        run_torch(size, evals, threads)
-    seconds = np.diff(stamps)[1:]  # the first evaluation (after setup) is the warm-up
+    evaluate = {"deepstyle": setup_deepstyle, "torch": setup_torch}[impl](size, threads)
+    evaluate()  # warm-up
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    for _ in range(evals):
+        evaluate()
+    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    print(json.dumps({"seconds": float(np.mean(seconds)), "rss_gib": rss}))
+    print(json.dumps({"seconds": wall / evals, "cpu_seconds": cpu / evals, "rss_gib": rss}))
 
 
 def main():
@@ -158,10 +143,11 @@ def main():
         print("PyTorch is not installed: timing deepstyle alone", file=sys.stderr)
     print(f"one L-BFGS evaluation, VGG19 to relu5_1, avg pooling, {args.threads} threads, "
           f"mean of {args.evals} after a warm-up")
-    print(f"{'size':>8} " + " ".join(f"{impl + ' s/eval':>16} {impl + ' peak':>16}" for impl in impls))
+    print("wall s/eval, CPU s/eval (all threads; steadier than wall time on a shared machine), peak RSS")
+    print(f"{'size':>8} " + " ".join(f"{impl + ' wall':>15} {impl + ' CPU':>14} {impl + ' peak':>15}" for impl in impls))
     for size in [int(s) for s in args.sizes.split(",")]:
         results = [measure(impl, size, args.evals, args.threads) for impl in impls]
-        cells = " ".join(f"{r['seconds']:>16.3f} {r['rss_gib']:>13.2f} GiB" for r in results)
+        cells = " ".join(f"{r['seconds']:>15.3f} {r['cpu_seconds']:>14.3f} {r['rss_gib']:>11.2f} GiB" for r in results)
         print(f"{size:>6}^2 {cells}", flush=True)
 
 

@@ -45,7 +45,7 @@ PRESETS = {
             content_layers=("relu4_2",),
             style_layers=_equal(GATYS_STYLE_LAYERS),
             content_weight=1.0,
-            style_weight=500.0,
+            style_weight=100.0,
             tv_weight=1e-4,
             normalisation=Normalisation(),
         ),
