@@ -147,6 +147,7 @@ def test_layer_names_and_min_size():
     net = models.load_feature_net("vgg16", weights="random-vgg", last_layer="relu3_1", pooling="max")
     assert net.layer_names[-1] == "relu3_1" and net.min_size == 4
     assert "random" in net.description and "max pooling" in net.description
+    assert net.default_layers is None  # VGG names: the style presets choose
 
 
 # --- random networks --------------------------------------------------------------------------
@@ -220,6 +221,8 @@ def test_fallback_to_random_is_announced_once(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("no VGG19 weights found") == 1 and models.DEFAULT_RANDOM in err
     assert first.description == second.description and "random" in first.description
+    assert first.layer_names[0] == "conv_k3"  # the default random network is the multi-scale one
+    assert models.load_feature_net(weights="random", last_layer="relu1_1").layer_names == ["conv1_1", "relu1_1"]
 
 
 def test_weights_found_in_cache_are_used(tmp_path, monkeypatch):

@@ -8,9 +8,9 @@
 >>> image = net.deprocess(x)
 
 ``weights`` is a path to a weights file (format told by content; see ``weights``), a loaded
-``Weights``, None (search ``$DEEPSTYLE_WEIGHTS`` and the cache directory, else fall back to a
-random network and say so once on stderr), or one of "random" (the default random kind),
-"random-vgg", "random-multiscale".
+``Weights``, None (search ``$DEEPSTYLE_WEIGHTS`` and the cache directory, else fall back to
+the DEFAULT_RANDOM network and say so once on stderr), "random" or "random-vgg" (the VGG asked
+for, with random weights: same layers and cost as the pretrained one), or "random-multiscale".
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def load_feature_net(arch="vgg19", weights=None, pooling="avg", last_layer="relu
         if weights is None:
             _tell_fallback(arch or "vgg19")
             weights = DEFAULT_RANDOM
-    if isinstance(weights, str) and weights == "random":
-        weights = DEFAULT_RANDOM
+    if isinstance(weights, str) and weights == "random":  # random weights for the VGG asked for
+        weights = "random-vgg"
     random_kind = isinstance(weights, str) and weights in RANDOM_KINDS
     if isinstance(weights, str) and weights.startswith("random") and not random_kind and not os.path.exists(weights):
         raise ValueError(f"weights: expected a path, None, 'random' or one of {', '.join(RANDOM_KINDS)}, got {weights!r}")

@@ -73,8 +73,8 @@ class FeatureNet:
         self._downsampling = dict(downsampling)  # layer name -> total stride of its output
         self.convention = convention
         self.description = description
-        # {"content": (...), "style": (...)}: tap names to use when the caller has no recipe
-        # for this network; None when the truncated network lacks them
+        # {"content": (...), "style": (...)} for networks whose layers are not VGG's (the
+        # callers' VGG recipes cannot name them); None for VGG networks
         self.default_layers = default_layers
         self._ran = 0  # layers whose forward caches are waiting for a backward
         self._tap_shapes = {}

@@ -10,8 +10,6 @@ from .feature_net import FeatureNet, ReLU
 from .random_features import calibrate_random_vgg
 
 POOLINGS = ("avg", "max")
-# Gatys et al.'s choice (what Caffe calls conv4_2 is the rectified map: its ReLU runs in place)
-GATYS_LAYERS = {"content": ("relu4_2",), "style": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")}
 
 
 def check_pooling(pooling):
@@ -52,7 +50,4 @@ def vgg_net(arch, last_layer, pooling, weights, convention, description, seed=0)
     if weights is None:
         calibrate_random_vgg(layers, convention, seed)
     downsampling = {name: 2 ** vgg_arch.pools_before(arch, name) for name, _ in layers}
-    present = [name for name, _ in layers]
-    defaults = {kind: tuple(n for n in names if n in present) for kind, names in GATYS_LAYERS.items()}
-    return FeatureNet(layers, convention, description, downsampling,
-                      defaults if all(defaults.values()) else None)
+    return FeatureNet(layers, convention, description, downsampling)
