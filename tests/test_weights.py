@@ -157,6 +157,8 @@ def test_against_torch_save(tmp_path):
         path = tmp_path / f"torch-{legacy}.pth"
         torch.save(state, path, _use_new_zipfile_serialization=not legacy)
         assert_layers_equal(models.load_weights(path), layers)
+    torch.save(state, tmp_path / "p4.pth", _use_new_zipfile_serialization=False, pickle_protocol=4)
+    assert_layers_equal(models.load_weights(tmp_path / "p4.pth"), layers)
     params = collections.OrderedDict((k, torch.nn.Parameter(v)) for k, v in state.items())
     torch.save({"state_dict": params}, tmp_path / "wrapped.pth")
     assert_layers_equal(models.load_weights(tmp_path / "wrapped.pth"), layers)
@@ -231,6 +233,12 @@ def test_wrong_shapes_name_file_and_layer(tmp_path):
     write_pth_zip(good, torchvision_state(vgg_prefix(("conv1_1", "conv1_2"))))
     with pytest.raises(WeightsError, match=r"good\.pth: layer conv2_1: missing"):
         models.load_feature_net("vgg19", weights=str(good), last_layer="conv2_1")
+
+
+def test_a_plain_pickle_is_not_taken_for_weights(tmp_path):
+    (tmp_path / "list.pkl").write_bytes(pickle.dumps([1, 2, 3], protocol=2))
+    with pytest.raises(WeightsError, match=r"list\.pkl: not a torch\.save file"):
+        models.load_weights(tmp_path / "list.pkl")
 
 
 def test_unknown_and_unreadable_files(tmp_path):

@@ -216,13 +216,14 @@ class TorchFile:
     def _open_legacy(self):
         self._zip = None
         with open(self.path, "rb") as f:
-            header = [_unpickle(f, self.path)[0] for _ in range(3)]
-            magic, protocol, sys_info = header
-            if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL or not isinstance(sys_info, dict):
+            if _unpickle(f, self.path)[0] != _LEGACY_MAGIC:
                 raise WeightsError(
                     f"{self.path}: not a torch.save file (neither a zip archive nor the legacy "
-                    "pickle stream with PyTorch's magic number)"
+                    "pickle stream that starts with PyTorch's magic number)"
                 )
+            protocol, sys_info = (_unpickle(f, self.path)[0] for _ in range(2))
+            if protocol != _LEGACY_PROTOCOL or not isinstance(sys_info, dict):
+                raise WeightsError(f"{self.path}: unsupported legacy torch.save protocol {protocol!r}")
             self._byteorder = "<" if sys_info.get("little_endian", True) else ">"
             obj, storages = _unpickle(f, self.path, legacy=True)
             keys, _ = _unpickle(f, self.path)

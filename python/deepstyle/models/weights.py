@@ -219,7 +219,7 @@ def detect_format(path):
         raise WeightsError(f"{path}: a MATLAB v7.3 file; re-save it in MATLAB with save(..., '-v7')")
     if any(head[offset : offset + 8] == _HDF5_MAGIC for offset in (0, 512, 1024)):
         return "hdf5"
-    if head.startswith(b"\x80\x02\x8a\x0a"):  # pickle protocol 2, then a 10-byte long: torch's magic
+    if head[:1] == b"\x80" and 2 <= head[1] <= 5:  # a pickle stream: legacy torch.save (magic checked later)
         return "torch"
     if head[257:262] == b"ustar":
         raise WeightsError(f"{path}: a tar archive (PyTorch < 0.4 format); re-save it with a newer PyTorch")
