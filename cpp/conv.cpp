@@ -13,7 +13,7 @@
 // Stride-1 convolutions first copy the batch into a zero-framed layout (PaddedBatch) where every
 // tap is one fixed offset away, so packing is plain copying; layers with 1-4 output channels
 // (grad_x of RGB input layers) skip the GEMM for a direct kernel on that layout. Every output
-// element is summed by one thread in a fixed order (grad_bias: one double sum per channel), so
+// element is summed by one thread in a fixed order (grad_bias: in double per channel), so
 // results are bitwise identical from run to run.
 #include "conv.h"
 
@@ -304,12 +304,14 @@ void grad_weight_dot(const Conv2dShape& s, const PaddedBatch& batch, const float
   const int64_t len = (batch.virtual_cols + kVecWidth - 1) / kVecWidth * kVecWidth;
   float* dy = scratch(kGradSlot, s.K * len);
 #pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t k = 0; k < s.K; ++k) {
-    std::fill_n(dy + k * len, len, 0.0f);
+  for (int64_t k = 0; k < s.K; ++k) {  // every float written once: a copy or a zero
+    float* row = dy + k * len;
     for (int64_t n = 0; n < s.N; ++n)
-      for (int64_t p = 0; p < s.P; ++p)
-        std::memcpy(dy + k * len + (n * batch.period + p) * batch.Wp,
-                    grad_y + (n * s.K + k) * pq + p * s.Q, sizeof(float) * s.Q);
+      for (int64_t p = 0; p < batch.period; ++p, row += batch.Wp) {
+        if (p < s.P) std::memcpy(row, grad_y + (n * s.K + k) * pq + p * s.Q, sizeof(float) * s.Q);
+        std::fill(row + (p < s.P ? s.Q : 0), row + batch.Wp, 0.0f);
+      }
+    std::fill(row, dy + (k + 1) * len, 0.0f);
   }
   blocked::gemm_dot(
       s.K, crs, len, [&](int64_t k) { return dy + k * len; },
@@ -482,9 +484,18 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
   if (grad_bias) {
 #pragma omp parallel for schedule(static) num_threads(num_threads())
     for (int64_t k = 0; k < s.K; ++k) {
+      // 16 interleaved double sums (one long chain would wait on every add), combined in order.
+      constexpr int kLanes = 16;
+      double lanes[kLanes] = {};
+      for (int64_t n = 0; n < s.N; ++n) {
+        const float* g = grad_y + (n * s.K + k) * pq;
+        int64_t i = 0;
+        for (; i + kLanes <= pq; i += kLanes)
+          for (int l = 0; l < kLanes; ++l) lanes[l] += g[i + l];
+        for (; i < pq; ++i) lanes[i % kLanes] += g[i];
+      }
       double sum = 0.0;
-      for (int64_t n = 0; n < s.N; ++n)
-        for (int64_t i = 0; i < pq; ++i) sum += grad_y[(n * s.K + k) * pq + i];
+      for (double lane : lanes) sum += lane;
       grad_bias[k] = static_cast<float>(sum);
     }
   }
