@@ -26,8 +26,9 @@ def array_module(x):
 
 
 def _dot(a, b):
-    xp = array_module(a)
-    return float(xp.vdot(a.ravel().astype(xp.float64, copy=False), b.ravel().astype(xp.float64, copy=False)))
+    # in the arrays' own precision (BLAS): float32 dot products of image-sized vectors are
+    # accurate to ~1e-5 relative, plenty for L-BFGS's scalars, and 100x cheaper than upcasting
+    return float(array_module(a).vdot(a.ravel(), b.ravel()))
 
 
 class LBFGS:
