@@ -128,27 +128,29 @@ struct MatrixC {
   float* direct(int64_t i, int64_t j0, int64_t) const { return at(i, j0); }
 };
 
-// acc (MR x NR) = sum over k of a[k, :]^T b[k, :], stored to c (row stride ldc) as
-// alpha * acc + beta * c + bias[row]; beta == 0 never reads c, bias may be null.
+// acc (MR x NVU vectors) = sum over k of a[k, :]^T b[k, :NVU*kVecWidth], stored to c (row
+// stride ldc) as alpha * acc + beta * c + bias[row]; beta == 0 never reads c, bias may be null.
+// NVU < NV serves a last panel of at most NVU vectors: its zero padding is not multiplied.
+template <int NVU>
 inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
                          float alpha, float beta, const float* bias, float* c, int64_t ldc) {
-  vfloat acc[MR][NV];
+  vfloat acc[MR][NVU];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = vfloat{};
+    for (int v = 0; v < NVU; ++v) acc[r][v] = vfloat{};
   if (beta != 0.0f)  // C comes from L3 or memory: fetch it while the sums run
     for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) __builtin_prefetch(c + r * ldc + v * kVecWidth, 1);
+      for (int v = 0; v < NVU; ++v) __builtin_prefetch(c + r * ldc + v * kVecWidth, 1);
   for (int64_t k = 0; k < kc; ++k) {
-    vfloat bv[NV];
+    vfloat bv[NVU];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = vload(b + k * NR + v * kVecWidth);
+    for (int v = 0; v < NVU; ++v) bv[v] = vload(b + k * NR + v * kVecWidth);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const vfloat ar = vbroadcast(a[k * MR + r]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] += ar * bv[v];
+      for (int v = 0; v < NVU; ++v) acc[r][v] += ar * bv[v];
     }
   }
   const vfloat va = vbroadcast(alpha), vb = vbroadcast(beta);
@@ -157,7 +159,7 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
     float* cr = c + r * ldc;
     const vfloat vbias = vbroadcast(bias ? bias[r] : 0.0f);
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
+    for (int v = 0; v < NVU; ++v) {
       vfloat out = va * acc[r][v] + vbias;
       if (beta != 0.0f) out += vb * vload(cr + v * kVecWidth);
       vstore(cr + v * kVecWidth, out);
@@ -165,19 +167,19 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
   }
 }
 
-// One (rows x cols) tile of C at (i0, j0): straight into C when it is a full tile with
-// adjacent columns, else through a buffer, column by column.
-template <typename CDst>
-inline void tile(int64_t kc, const float* a, const float* b, float alpha, float beta,
-                 const float* bias, const CDst& C, int64_t i0, int64_t j0, int64_t rows,
-                 int64_t cols) {
-  float* direct = rows == MR && cols == NR ? C.direct(i0, j0, cols) : nullptr;
+// One (rows x cols) tile of C at (i0, j0), by the micro-kernel of NVU vectors: straight into C
+// when it is a full tile with adjacent columns, else through a buffer, column by column.
+template <int NVU, typename CDst>
+inline void tile_of(int64_t kc, const float* a, const float* b, float alpha, float beta,
+                    const float* bias, const CDst& C, int64_t i0, int64_t j0, int64_t rows,
+                    int64_t cols) {
+  float* direct = rows == MR && cols == NVU * kVecWidth ? C.direct(i0, j0, cols) : nullptr;
   if (direct) {
-    micro_kernel(kc, a, b, alpha, beta, bias ? bias + i0 : nullptr, direct, C.ld());
+    micro_kernel<NVU>(kc, a, b, alpha, beta, bias ? bias + i0 : nullptr, direct, C.ld());
     return;
   }
   alignas(64) float buf[MR * NR];
-  micro_kernel(kc, a, b, alpha, 0.0f, nullptr, buf, NR);
+  micro_kernel<NVU>(kc, a, b, alpha, 0.0f, nullptr, buf, NR);
   const int64_t ld = C.ld();
   for (int64_t c = 0; c < cols;) {  // runs of columns adjacent in memory
     float* dst = C.at(i0, j0 + c);
@@ -199,6 +201,21 @@ inline void tile(int64_t kc, const float* a, const float* b, float alpha, float 
     }
     c += len;
   }
+}
+
+// A tile of at most NR columns, by the narrowest micro-kernel that covers them (a tile's width
+// depends only on N and the panel it is in, so the summation order is the same in any partition).
+template <typename CDst>
+inline void tile(int64_t kc, const float* a, const float* b, float alpha, float beta,
+                 const float* bias, const CDst& C, int64_t i0, int64_t j0, int64_t rows,
+                 int64_t cols) {
+  const int64_t vectors = (cols + kVecWidth - 1) / kVecWidth;
+  if (vectors == 1)
+    tile_of<1>(kc, a, b, alpha, beta, bias, C, i0, j0, rows, cols);
+  else if (vectors == 2)
+    tile_of<2>(kc, a, b, alpha, beta, bias, C, i0, j0, rows, cols);
+  else
+    tile_of<NV>(kc, a, b, alpha, beta, bias, C, i0, j0, rows, cols);
 }
 
 inline Scratch& packed_b_scratch() {
