@@ -231,3 +231,17 @@ def test_demo_pictures_are_deterministic_and_full_of_colour():
     for picture in (content, style):
         assert picture.dtype == np.float32 and 0 <= picture.min() and picture.max() <= 1
         assert picture.std(axis=(0, 1)).min() > 0.05, "not a flat picture"
+
+
+def test_named_vgg_layers_without_weights_run_on_a_random_vgg(pictures, tmp_path, capsys, monkeypatch):
+    """The no-weights fallback (multi-scale filters) has no VGG layer names, so layers the user
+    names must not be refused: they run on a random-weight VGG, and the user is told."""
+    monkeypatch.delenv("DEEPSTYLE_WEIGHTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    content, style = pictures
+    out = tmp_path / "o.png"
+    code, err = paint_main(capsys, content, style, "-o", out, "--size", "32", "--iterations", "1",
+                           "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1")
+    assert code == 0, err
+    assert "VGG19 with random weights" in err
+    assert out.exists()

@@ -244,6 +244,13 @@ def _load_net(args):
     from . import models
 
     arch = args.arch or _preset_arch(args.preset)
+    if args.weights == "random-multiscale":  # one layer of its own, with its own default taps
+        return models.load_feature_net(arch=arch, weights=args.weights, pooling=args.pooling, seed=args.seed)
+    order = models.layer_names(arch)
+    wanted = _layers_wanted(args)
+    unknown = [name for name in wanted if name not in order]
+    if unknown:
+        raise BadInput(f"layers: {', '.join(unknown)} not in {arch}; it has {', '.join(order)}")
     weights = args.weights
     named_vgg = args.content_layers or args.style_layers or args.arch
     if weights is None and named_vgg and models.find_weights(None, arch) is None:
@@ -251,13 +258,6 @@ def _load_net(args):
         print(f"deepstyle: no {arch.upper()} weights found; the named layers/architecture are "
               f"run on a {arch.upper()} with random weights", file=sys.stderr)
         weights = "random"
-    if weights == "random-multiscale":  # one layer of its own, with its own default taps
-        return models.load_feature_net(arch=arch, weights=weights, pooling=args.pooling, seed=args.seed)
-    order = models.layer_names(arch)
-    wanted = _layers_wanted(args)
-    unknown = [name for name in wanted if name not in order]
-    if unknown:
-        raise BadInput(f"layers: {', '.join(unknown)} not in {arch}; it has {', '.join(order)}")
     last = max(wanted, key=order.index)
     return models.load_feature_net(arch=arch, weights=weights, pooling=args.pooling, last_layer=last,
                                    seed=args.seed)
