@@ -31,10 +31,12 @@ class ReLU(nn.ReLU):
 
 
 def check_taps(taps, layer_names, what="taps"):
-    """``taps`` as a list of known layer names (a single name is accepted too)."""
+    """``taps`` as a non-empty list of known layer names (a single name is accepted too)."""
     if isinstance(taps, str):
         taps = [taps]
     taps = list(taps)
+    if not taps:
+        raise ValueError(f"{what}: expected at least one layer name, got none")
     unknown = [name for name in taps if name not in layer_names]
     if unknown:
         raise ValueError(
@@ -97,8 +99,6 @@ class FeatureNet:
 
     def forward(self, x, taps):
         taps = check_taps(taps, self.layer_names)
-        if not taps:
-            raise ValueError("taps: expected at least one layer name, got none")
         deepest = max(self._position[name] for name in taps)
         check_input(x, self._downsampling[self.layer_names[deepest]], f"layers up to {self.layer_names[deepest]}")
         self.clear()

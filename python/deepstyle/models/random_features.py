@@ -166,8 +166,6 @@ class MultiScaleNet:
 
     def forward(self, x, taps):
         taps = check_taps(taps, self.layer_names)
-        if not taps:
-            raise ValueError("taps: expected at least one layer name, got none")
         sizes = sorted({_size_of(name) for name in taps})
         check_input(x, max(self._branches[s].factor for s in sizes), ", ".join(taps))
         self.clear()
