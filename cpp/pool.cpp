@@ -3,7 +3,11 @@
 // average forward work one output row at a time on SIMD vectors of adjacent output cells: the
 // plane is first copied into a buffer whose rows are padded with the identity (-inf or 0), so
 // that every cell, edges included, scans its full window in row-major order with plain (stride
-// 1) or deinterleaved (stride 2) vector loads. The backwards scatter cell by cell.
+// 1) or deinterleaved (stride 2) vector loads; the common window widths and strides are
+// compile-time constants. The max backward finds each window's maximum again the same way; when
+// windows do not overlap (stride >= kernel, VGG's 2x2/2) it writes every row of grad_x once,
+// whole vectors of gradient-or-zero, else it zeroes grad_x and adds cell by cell, as does the
+// average backward.
 // Max pooling follows PyTorch's CPU kernel exactly: a value replaces the running maximum when it
 // is larger or NaN (so the last NaN wins), starting from -inf at the window's first in-bounds
 // cell; padding is never chosen.
@@ -12,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "simd.h"
@@ -128,36 +133,101 @@ inline void store_lanes(float* dst, vfloat v, int64_t n) {
   }
 }
 
+// Calls f(KW, SW) with std::integral_constant window widths and strides for the common cases
+// (2x2/2, 3x3/2, stride 1), 0 for "read it from s": with constants the tap loops unroll and
+// the strided loads are chosen at compile time.
+template <typename F>
+void with_window_width(const Pool2dShape& s, F f) {
+  using two = std::integral_constant<int, 2>;
+  using three = std::integral_constant<int, 3>;
+  using any = std::integral_constant<int, 0>;
+  if (s.kernel_w == 2 && s.stride_w == 2) return f(two{}, two{});
+  if (s.kernel_w == 3 && s.stride_w == 2) return f(three{}, two{});
+  if (s.stride_w == 1) return f(any{}, std::integral_constant<int, 1>{});
+  f(any{}, any{});
+}
+
+// Maximum (best) and index h * W + w of the maximum (best_at, when kTrackIndex) of the windows
+// of output cells q0 .. q0 + kVecWidth - 1 of row p. KW, SW: kernel_w and stride_w, or 0.
+template <int KW, int SW, bool kTrackIndex>
+inline void window_max(const Pool2dShape& s, const Windows& win, const PaddedPlane& plane,
+                       int64_t p, int64_t q0, vfloat& best, vint& best_at) {
+  const int64_t kernel_w = KW ? KW : s.kernel_w, stride_w = SW ? SW : s.stride_w;
+  const Span& rows = win.rows[p];
+  vint lane;
+  for (int i = 0; i < kVecWidth; ++i) lane[i] = i * stride_w;
+  best = vbroadcast(-std::numeric_limits<float>::infinity());
+  best_at = vint{};
+  if (kTrackIndex) {
+    std::memcpy(&best_at, win.first_col.data() + q0, sizeof(best_at));
+    best_at += (int32_t)(rows.lo * s.W);
+  }
+  for (int64_t h = rows.lo; h < rows.hi; ++h) {
+    const float* padded = plane.row(h) + q0 * stride_w;
+    for (int64_t t = 0; t < kernel_w; ++t) {
+      const vfloat v = load_strided(padded + t, stride_w);
+      const auto take = (v > best) | (v != v);
+      best = take ? v : best;
+      if (kTrackIndex) {
+        const vint at = lane + (int32_t)(h * s.W + q0 * stride_w - s.pad_w + t);
+        best_at = take ? at : best_at;
+      }
+    }
+  }
+}
+
 // Max over the windows of output row p, kVecWidth cells at a time; index (h * W + w) of each
 // cell's maximum goes to argmax_out when it is not null.
+template <int KW, int SW>
 void max_pool_row(const Pool2dShape& s, const Windows& win, const PaddedPlane& plane, int64_t p,
                   float* max_out, int32_t* argmax_out) {
-  const vfloat minus_inf = vbroadcast(-std::numeric_limits<float>::infinity());
+  for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
+    vfloat best;
+    vint best_at;
+    if (argmax_out)
+      window_max<KW, SW, true>(s, win, plane, p, q0, best, best_at);
+    else
+      window_max<KW, SW, false>(s, win, plane, p, q0, best, best_at);
+    if (max_out) store_lanes(max_out + q0, best, std::min<int64_t>(kVecWidth, s.Q - q0));
+    if (argmax_out) std::memcpy(argmax_out + q0, &best_at, sizeof(best_at));
+  }
+}
+
+// Backward of output row p when no two windows overlap (stride >= kernel on both axes), so that
+// every input cell gets at most one gradient and can be written rather than accumulated: for
+// each window row h and tap t, the lanes whose maximum sits at (h, tap) take their gy, the others
+// 0, stored to the tap's cells of out row h - rows.lo (laid out like PaddedPlane's rows). gy
+// holds the row's Q gradients followed by zeros, so lanes past Q store zeros.
+template <int KW, int SW>
+void max_pool_row_backward_disjoint(const Pool2dShape& s, const Windows& win,
+                                    const PaddedPlane& plane, int64_t p, const float* gy,
+                                    float* out, int64_t out_stride) {
   const Span& rows = win.rows[p];
   vint lane;
   for (int i = 0; i < kVecWidth; ++i) lane[i] = i * s.stride_w;
+  const vfloat zero = vfloat{};
   for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
-    const int64_t n = std::min<int64_t>(kVecWidth, s.Q - q0);
-    vfloat best = minus_inf;
-    vint best_at = {};
-    if (argmax_out) {
-      std::memcpy(&best_at, win.first_col.data() + q0, sizeof(best_at));
-      best_at += (int32_t)(rows.lo * s.W);
-    }
+    vfloat best;
+    vint best_at;
+    window_max<KW, SW, true>(s, win, plane, p, q0, best, best_at);
+    const vfloat g = vload(gy + q0);
     for (int64_t h = rows.lo; h < rows.hi; ++h) {
-      const float* padded = plane.row(h) + q0 * s.stride_w;
+      float* o = out + (h - rows.lo) * out_stride + q0 * s.stride_w;
+      const vint at = lane + (int32_t)(h * s.W + q0 * s.stride_w - s.pad_w);
+      if (KW == 2 && SW == 2) {  // the two taps interleave into whole vectors
+        const vfloat g0 = best_at == at ? g : zero, g1 = best_at == at + 1 ? g : zero;
+        vint first, second;
+        for (int i = 0; i < kVecWidth; ++i)
+          first[i] = i / 2 + (i % 2) * kVecWidth, second[i] = first[i] + kVecWidth / 2;
+        vstore(o, __builtin_shuffle(g0, g1, first));
+        vstore(o + kVecWidth, __builtin_shuffle(g0, g1, second));
+        continue;
+      }
       for (int64_t t = 0; t < s.kernel_w; ++t) {
-        const vfloat v = load_strided(padded + t, s.stride_w);
-        const auto take = (v > best) | (v != v);
-        best = take ? v : best;
-        if (argmax_out) {
-          const vint at = lane + (int32_t)(h * s.W + q0 * s.stride_w - s.pad_w + t);
-          best_at = take ? at : best_at;
-        }
+        const vfloat gt = best_at == at + (int32_t)t ? g : zero;
+        for (int i = 0; i < kVecWidth; ++i) o[t + i * s.stride_w] = gt[i];
       }
     }
-    if (max_out) store_lanes(max_out + q0, best, n);
-    if (argmax_out) std::memcpy(argmax_out + q0, &best_at, sizeof(best_at));
   }
 }
 }  // namespace
@@ -165,15 +235,58 @@ void max_pool_row(const Pool2dShape& s, const Windows& win, const PaddedPlane& p
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
   const Windows win(s);
   const auto plane = [&] { return PaddedPlane(s, -std::numeric_limits<float>::infinity()); };
-  for_each_plane(s, plane, [&](PaddedPlane& in, int64_t in_off, int64_t out_off) {
-    in.load(x + in_off);
-    for (int64_t p = 0; p < s.P; ++p) max_pool_row(s, win, in, p, y + out_off + p * s.Q, nullptr);
+  with_window_width(s, [&](auto kw, auto sw) {
+    for_each_plane(s, plane, [&](PaddedPlane& in, int64_t in_off, int64_t out_off) {
+      in.load(x + in_off);
+      for (int64_t p = 0; p < s.P; ++p)
+        max_pool_row<kw(), sw()>(s, win, in, p, y + out_off + p * s.Q, nullptr);
+    });
   });
 }
 
 void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float* x,
                          float* grad_x) {
   const Windows win(s);
+  if (s.stride_h >= s.kernel_h && s.stride_w >= s.kernel_w) {
+    // Disjoint windows: every row of grad_x written once, from a padded row buffer.
+    std::vector<char> covered(s.H, 0);
+    for (const Span& rows : win.rows)
+      for (int64_t h = rows.lo; h < rows.hi; ++h) covered[h] = 1;
+    const int64_t out_stride = s.pad_w + s.W + (s.Q + 2 * kVecWidth) * s.stride_w + s.kernel_w;
+    struct Scratch {
+      PaddedPlane in;
+      std::vector<float> gy, out;  // zero outside what every row writes
+    };
+    const auto scratch = [&] {
+      return Scratch{PaddedPlane(s, -std::numeric_limits<float>::infinity()),
+                     std::vector<float>(s.Q + kVecWidth, 0.0f),
+                     std::vector<float>(s.kernel_h * out_stride, 0.0f)};
+    };
+    with_window_width(s, [&](auto kw, auto sw) {
+      for_each_plane(s, scratch, [&](Scratch& sc, int64_t in_off, int64_t out_off) {
+        float* gx = grad_x + in_off;
+        sc.in.load(x + in_off);
+        for (int64_t h = 0; h < s.H; ++h)
+          if (!covered[h]) std::memset(gx + h * s.W, 0, sizeof(float) * s.W);
+        for (int64_t p = 0; p < s.P; ++p) {
+          const Span& rows = win.rows[p];
+          if (rows.lo >= rows.hi) continue;
+          std::memcpy(sc.gy.data(), grad_y + out_off + p * s.Q, sizeof(float) * s.Q);
+          max_pool_row_backward_disjoint<kw(), sw()>(s, win, sc.in, p, sc.gy.data(),
+                                                     sc.out.data(), out_stride);
+          for (int64_t h = rows.lo; h < rows.hi; ++h) {
+            const float* src = sc.out.data() + (h - rows.lo) * out_stride + s.pad_w;
+            float* dst = gx + h * s.W;
+            int64_t w = 0;
+            for (; w + kVecWidth <= s.W; w += kVecWidth) vstore(dst + w, vload(src + w));
+            for (; w < s.W; ++w) dst[w] = src[w];
+          }
+        }
+      });
+    });
+    return;
+  }
+  // Overlapping windows: accumulate each window's gradient at its maximum.
   struct Scratch {
     PaddedPlane in;
     std::vector<int32_t> argmax;
@@ -184,21 +297,23 @@ void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float*
     return Scratch{PaddedPlane(s, -std::numeric_limits<float>::infinity()),
                    std::vector<int32_t>(s.Q + kVecWidth)};  // whole vectors are stored
   };
-  for_each_plane(s, scratch, [&](Scratch& sc, int64_t in_off, int64_t out_off) {
-    const float* gy = grad_y + out_off;
-    float* gx = grad_x + in_off;
-    sc.in.load(x + in_off);
-    std::memset(gx, 0, sizeof(float) * s.H * s.W);
-    for (int64_t p = 0; p < s.P; ++p) {
-      max_pool_row(s, win, sc.in, p, nullptr, sc.argmax.data());
-      if (win.rows[p].lo >= win.rows[p].hi) continue;
-      if (no_empty_cols) {
-        for (int64_t q = 0; q < s.Q; ++q) gx[sc.argmax[q]] += gy[p * s.Q + q];
-      } else {
-        for (int64_t q = 0; q < s.Q; ++q)
-          if (win.cols[q].lo < win.cols[q].hi) gx[sc.argmax[q]] += gy[p * s.Q + q];
+  with_window_width(s, [&](auto kw, auto sw) {
+    for_each_plane(s, scratch, [&](Scratch& sc, int64_t in_off, int64_t out_off) {
+      const float* gy = grad_y + out_off;
+      float* gx = grad_x + in_off;
+      sc.in.load(x + in_off);
+      std::memset(gx, 0, sizeof(float) * s.H * s.W);
+      for (int64_t p = 0; p < s.P; ++p) {
+        max_pool_row<kw(), sw()>(s, win, sc.in, p, nullptr, sc.argmax.data());
+        if (win.rows[p].lo >= win.rows[p].hi) continue;
+        if (no_empty_cols) {
+          for (int64_t q = 0; q < s.Q; ++q) gx[sc.argmax[q]] += gy[p * s.Q + q];
+        } else {
+          for (int64_t q = 0; q < s.Q; ++q)
+            if (win.cols[q].lo < win.cols[q].hi) gx[sc.argmax[q]] += gy[p * s.Q + q];
+        }
       }
-    }
+    });
   });
 }
 
