@@ -13,9 +13,10 @@
 // Stride-1 convolutions first copy the batch into a zero-framed layout (PaddedBatch) where every
 // tap is one fixed offset away, so packing is plain copying; layers with 1-4 output channels
 // (grad_x of RGB input layers) skip the GEMM for a direct kernel on that layout, and so do small
-// images (at most 256 output positions, 32 or 64 output channels: CIFAR-10's layers and their grad_x), with
-// output channels in the vector lanes. Every output element is summed by one thread in a fixed
-// order (grad_bias: in double per channel), so results are bitwise identical from run to run.
+// images (at most 256 output positions) with 32 or 64 output channels (CIFAR-10's layers and
+// their grad_x), with output channels in the vector lanes. Every output element is summed by one
+// thread in a fixed order (grad_bias: in double per channel), so results are bitwise identical
+// from run to run.
 #include "conv.h"
 
 #include <algorithm>

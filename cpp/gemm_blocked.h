@@ -33,9 +33,11 @@ namespace blocked {
 constexpr int NV = kVecWidth == 16 ? 3 : 2;
 constexpr int NR = NV * kVecWidth;            // 48 with AVX-512: 8 x 3 = 24 zmm accumulators
 constexpr int MR = kVecWidth == 16 ? 8 : 6;
-constexpr int64_t KC = 384;
+// Deep K slices (fewer passes over C): the MC x KC block of A takes 768 KB of the 1 MB L2, the
+// KC x NC block of B 9 MB of L3.
+constexpr int64_t KC = 768;
 constexpr int64_t MC = MR * 32;
-constexpr int64_t NC = NR * 96;
+constexpr int64_t NC = NR * 64;
 
 // A growable 64-byte-aligned scratch buffer that lives as long as its (thread_local) owner, so
 // that repeated calls do not allocate.
@@ -74,15 +76,58 @@ struct MatrixA {
       }
       return;
     }
+    int64_t k_done = 0;
+#if defined(__AVX512F__)
+    if (rows == MR && MR == 8) k_done = transpose_rows_8x16(A + i0 * lda + k0, lda, kc, dst);
+#endif
     for (int64_t r = 0; r < MR; ++r) {
       if (r < rows) {
         const float* src = A + (i0 + r) * lda + k0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
+        for (int64_t k = k_done; k < kc; ++k) dst[k * MR + r] = src[k];
       } else {
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
+        for (int64_t k = k_done; k < kc; ++k) dst[k * MR + r] = 0.0f;
       }
     }
   }
+
+#if defined(__AVX512F__)
+  // dst[k * 8 + r] = src[r * ld + k] for 8 rows and k in whole blocks of 16, by three rounds of
+  // two-source permutes (pairs of rows, then of 64-bit and of 128-bit units); returns the k done.
+  static int64_t transpose_rows_8x16(const float* src, int64_t ld, int64_t kc, float* dst) {
+    const __m512i pair_lo =
+        _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i pair_hi = _mm512_add_epi32(pair_lo, _mm512_set1_epi32(8));
+    const __m512i quad_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    const __m512i quad_hi = _mm512_add_epi64(quad_lo, _mm512_set1_epi64(4));
+    const __m512i oct_lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i oct_hi = _mm512_add_epi64(oct_lo, _mm512_set1_epi64(4));
+    int64_t k = 0;
+    for (; k + 16 <= kc; k += 16) {
+      __m512 row[8];
+      for (int r = 0; r < 8; ++r) row[r] = _mm512_loadu_ps(src + r * ld + k);
+      __m512d pairs[4][2];  // rows 2i, 2i+1 interleaved: k 0-7, k 8-15
+      for (int i = 0; i < 4; ++i) {
+        const __m512 even = row[2 * i], odd = row[2 * i + 1];
+        pairs[i][0] = _mm512_castps_pd(_mm512_permutex2var_ps(even, pair_lo, odd));
+        pairs[i][1] = _mm512_castps_pd(_mm512_permutex2var_ps(even, pair_hi, odd));
+      }
+      __m512d quads[2][4];  // rows 4i..4i+3 for k 0-3, 4-7, 8-11, 12-15
+      for (int i = 0; i < 2; ++i)
+        for (int h = 0; h < 2; ++h) {
+          const __m512d first = pairs[2 * i][h], second = pairs[2 * i + 1][h];
+          quads[i][2 * h] = _mm512_permutex2var_pd(first, quad_lo, second);
+          quads[i][2 * h + 1] = _mm512_permutex2var_pd(first, quad_hi, second);
+        }
+      float* d = dst + k * 8;
+      for (int q = 0; q < 4; ++q) {  // all 8 rows for k 4q, 4q+1 and 4q+2, 4q+3
+        const __m512d top = quads[0][q], bottom = quads[1][q];
+        _mm512_storeu_pd((double*)(d + 32 * q), _mm512_permutex2var_pd(top, oct_lo, bottom));
+        _mm512_storeu_pd((double*)(d + 32 * q + 16), _mm512_permutex2var_pd(top, oct_hi, bottom));
+      }
+    }
+    return k;
+  }
+#endif
 };
 
 // op(B) from a row-major matrix: pack(k0, kc, j0, cols, dst) writes depth [k0, k0+kc) x columns
