@@ -4,8 +4,9 @@
 // x[n, c, p*stride_h - pad_h + r, q*stride_w - pad_w + t] (zero outside the image):
 //
 // forward:      y (K x N.PQ, NCHW)   = W (K x CRS) . col (CRS x N.PQ) + bias
-// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T, as unpacked dot products along
-//               N.PQ for layers with few output channels, else a packed GEMM
+// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T: for small images with 32 or 64
+//               output channels a direct kernel, else unpacked dot products along N.PQ for
+//               layers with few output channels, else a packed GEMM
 // grad_x:       with stride 1, a forward convolution of dy with the weights flipped and
 //               transposed, padding R-1-pad (negative padding crops); otherwise (and where that
 //               would waste work) dcol = W^T . dy over chunks of images, scattered back by col2im.
@@ -447,6 +448,73 @@ void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* we
   }
 }
 
+// grad_weight of small images with 32 or 64 output channels, the direct kernel's adjoint:
+// dW[k, tap] = sum over output positions of dy[n, k, p, q] * batch[tap_offset[tap] + u(n, p, q)],
+// output channels in the vector lanes. grad_y is first transposed to dyT[position][k]. Each
+// task is a group of 2 vectors of channels and a block of up to kWeightTaps taps of one kernel
+// row r (so that output rows whose input row r falls in the padding are skipped); its
+// kWeightTaps x 2 accumulators sum the positions of a chunk of output rows (dyT's chunk stays in
+// L2) before being added to dW; each position costs two loads of dyT and a broadcast per tap.
+constexpr int64_t kWeightTaps = 12, kWeightChunkRows = 32;
+
+bool direct_grad_weight_pays_off(const Conv2dShape& s) {
+  return PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8 &&
+         s.P * s.Q <= 256;
+}
+
+void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const float* grad_y,
+                        float* grad_weight) {
+  const int64_t crs = s.C * s.R * s.S, pq = s.P * s.Q, rows = s.N * s.P;
+  float* dyt = scratch(kGradSlot, s.N * pq * s.K);
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t k = 0; k < s.K; ++k)
+      for (int64_t j = 0; j < pq; ++j) dyt[(n * pq + j) * s.K + k] = grad_y[(n * s.K + k) * pq + j];
+  std::fill(grad_weight, grad_weight + s.K * crs, 0.0f);
+  const int64_t row_taps = s.C * s.S, blocks = (row_taps + kWeightTaps - 1) / kWeightTaps;
+  const int64_t groups = s.K / kDirectGroup, tasks = s.R * blocks * groups;
+#pragma omp parallel num_threads(num_threads())
+  for (int64_t row0 = 0; row0 < rows; row0 += kWeightChunkRows) {
+    const int64_t row1 = std::min(rows, row0 + kWeightChunkRows);
+#pragma omp for schedule(static) nowait
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t r = task / (blocks * groups), first = task / groups % blocks * kWeightTaps;
+      const int64_t k0 = task % groups * kDirectGroup;
+      const int64_t count = std::min(kWeightTaps, row_taps - first);
+      int64_t tap[kWeightTaps], offset[kWeightTaps];  // a short block repeats its last tap
+      for (int i = 0; i < kWeightTaps; ++i) {
+        const int64_t ct = first + std::min<int64_t>(i, count - 1), c = ct / s.S;
+        tap[i] = (c * s.R + r) * s.S + ct % s.S;
+        offset[i] = batch.tap_offset[tap[i]];
+      }
+      vfloat acc[kWeightTaps][2] = {};
+      for (int64_t row = row0; row < row1; ++row) {
+        const int64_t n = row / s.P, p = row % s.P, ih = p - s.pad_h + r;
+        if (ih < 0 || ih >= s.H) continue;  // the taps read padding only
+        const float* x = batch.data + (n * batch.period + p) * batch.Wp;
+        const float* dy = dyt + row * s.Q * s.K + k0;
+        for (int64_t q = 0; q < s.Q; ++q, dy += s.K) {
+          const vfloat d0 = vload(dy), d1 = vload(dy + kVecWidth);
+#pragma GCC unroll 12
+          for (int i = 0; i < kWeightTaps; ++i) {
+            const vfloat xi = vbroadcast(x[offset[i] + q]);
+            acc[i][0] += xi * d0;
+            acc[i][1] += xi * d1;
+          }
+        }
+      }
+      alignas(64) float sums[kWeightTaps][kDirectGroup];
+      for (int i = 0; i < kWeightTaps; ++i) {
+        vstore(sums[i], acc[i][0]);
+        vstore(sums[i] + kVecWidth, acc[i][1]);
+      }
+      for (int64_t i = 0; i < count; ++i)
+        for (int64_t k = 0; k < kDirectGroup; ++k)
+          grad_weight[(k0 + k) * crs + tap[i]] += sums[i][k];
+    }
+  }
+}
+
 void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                   float* y) {
   const int64_t crs = s.C * s.R * s.S;
@@ -538,8 +606,10 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
   }
   // The dot form pays where few output channels leave the packed GEMM's transposing packs
   // poorly amortised; it needs long enough rows to fill its vectors.
-  if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
-      s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
+  if (grad_weight && direct_grad_weight_pays_off(s))
+    direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight);
+  else if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
+           s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
     grad_weight_dot(s, PaddedBatch(s, x), grad_y, grad_weight);
   else if (grad_weight)
     blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y}, ImageColumnsT{s, x}, 0.0f,
