@@ -16,8 +16,9 @@
 // (grad_x of RGB input layers) skip the GEMM for a direct kernel on that layout, and so do
 // convolutions with 32 or 64 output channels and at least 256 taps (CIFAR-10's layers, VGG's
 // conv1_2, and their grad_x), with output channels in the vector lanes; grad_weight of such
-// small images likewise. Every output element is summed by one thread in a fixed order
-// (grad_bias: in double per channel), so results are bitwise identical from run to run.
+// small images likewise. A kernel covering the whole unpadded image is a fully connected layer:
+// plain sgemm calls. Every output element is summed by one thread in a fixed order (grad_bias:
+// in double per channel), so results are bitwise identical from run to run.
 #include "conv.h"
 
 #include <algorithm>
@@ -584,11 +585,22 @@ bool flipped_conv_pays_off(const Conv2dShape& s) {
          s.H * s.W <= 2 * s.P * s.Q;
 }
 
+// A kernel as large as the unpadded image (CIFAR-10's 4x4 and 1x1 layers) is a fully connected
+// layer: col is x itself seen as N x CRS, so every product is one plain row-major sgemm.
+bool whole_image(const Conv2dShape& s) {
+  return s.pad_h == 0 && s.pad_w == 0 && s.R == s.H && s.S == s.W;
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                     float* y) {
-  forward_gemm(s, x, weight, bias, y);
+  if (!whole_image(s)) return forward_gemm(s, x, weight, bias, y);
+  const int64_t crs = s.C * s.R * s.S;  // y (N x K) = x (N x CRS) . W^T + bias
+  sgemm(false, true, s.N, s.K, crs, 1.0f, x, crs, weight, crs, 0.0f, y, s.K);
+  if (bias)
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t k = 0; k < s.K; ++k) y[n * s.K + k] += bias[k];
 }
 
 void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
@@ -599,22 +611,29 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     if (grad_bias) std::fill(grad_bias, grad_bias + s.K, 0.0f);
     return;
   }
-  if (grad_x) {
-    if (flipped_conv_pays_off(s))
-      grad_x_stride1(s, grad_y, weight, grad_x);
-    else
-      grad_x_col2im(s, grad_y, weight, grad_x);
+  if (whole_image(s)) {
+    if (grad_x)  // N x CRS = dy (N x K) . W
+      sgemm(false, false, s.N, crs, s.K, 1.0f, grad_y, s.K, weight, crs, 0.0f, grad_x, crs);
+    if (grad_weight)  // K x CRS = dy^T . x
+      sgemm(true, false, s.K, crs, s.N, 1.0f, grad_y, s.K, x, crs, 0.0f, grad_weight, crs);
+  } else {
+    if (grad_x) {
+      if (flipped_conv_pays_off(s))
+        grad_x_stride1(s, grad_y, weight, grad_x);
+      else
+        grad_x_col2im(s, grad_y, weight, grad_x);
+    }
+    // The dot form pays where few output channels leave the packed GEMM's transposing packs
+    // poorly amortised; it needs long enough rows to fill its vectors.
+    if (grad_weight && direct_grad_weight_pays_off(s))
+      direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight);
+    else if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
+             s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
+      grad_weight_dot(s, PaddedBatch(s, x), grad_y, grad_weight);
+    else if (grad_weight)
+      blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y}, ImageColumnsT{s, x}, 0.0f,
+                    blocked::MatrixC{grad_weight, crs}, nullptr, num_threads());
   }
-  // The dot form pays where few output channels leave the packed GEMM's transposing packs
-  // poorly amortised; it needs long enough rows to fill its vectors.
-  if (grad_weight && direct_grad_weight_pays_off(s))
-    direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight);
-  else if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
-           s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
-    grad_weight_dot(s, PaddedBatch(s, x), grad_y, grad_weight);
-  else if (grad_weight)
-    blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y}, ImageColumnsT{s, x}, 0.0f,
-                  blocked::MatrixC{grad_weight, crs}, nullptr, num_threads());
   if (grad_bias) {
 #pragma omp parallel for schedule(static) num_threads(num_threads())
     for (int64_t k = 0; k < s.K; ++k) {
