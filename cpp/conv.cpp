@@ -547,11 +547,14 @@ void grad_x_stride1(const Conv2dShape& s, const float* grad_y, const float* weig
                     float* grad_x) {
   const int64_t rs = s.R * s.S;
   float* flipped = scratch(kWeightSlot, s.C * s.K * rs);
+  constexpr int64_t kBlock = 16;  // square blocks of (c, k): both sides read and write runs
 #pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t c = 0; c < s.C; ++c)
-    for (int64_t k = 0; k < s.K; ++k)
-      for (int64_t i = 0; i < rs; ++i)
-        flipped[(c * s.K + k) * rs + rs - 1 - i] = weight[(k * s.C + c) * rs + i];
+  for (int64_t c0 = 0; c0 < s.C; c0 += kBlock)
+    for (int64_t k0 = 0; k0 < s.K; k0 += kBlock)
+      for (int64_t c = c0; c < std::min(s.C, c0 + kBlock); ++c)
+        for (int64_t k = k0; k < std::min(s.K, k0 + kBlock); ++k)
+          for (int64_t i = 0; i < rs; ++i)
+            flipped[(c * s.K + k) * rs + rs - 1 - i] = weight[(k * s.C + c) * rs + i];
   const Conv2dShape adjoint{s.N, s.K, s.P, s.Q, s.C, s.R, s.S, 1, 1,
                             s.R - 1 - s.pad_h, s.S - 1 - s.pad_w, s.H, s.W};
   forward_gemm(adjoint, grad_y, flipped, nullptr, grad_x);
