@@ -148,20 +148,19 @@ struct OutputRows {
   const float* dy;
   void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) const {
     const int64_t pq = s.P * s.Q;
-    for (int64_t r = 0; r < MR; ++r) {
-      if (r >= rows) {
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
-        continue;
-      }
-      int64_t n = k0 / pq, j = k0 % pq;
-      for (int64_t k = 0; k < kc;) {
-        const int64_t len = std::min(kc - k, pq - j);
-        const float* src = dy + (n * s.K + i0 + r) * pq + j;
-        for (int64_t m = 0; m < len; ++m) dst[(k + m) * MR + r] = src[m];
-        k += len;
-        j = 0;
-        ++n;
-      }
+    // Segments of the depth range within one image, where the tile's rows are pq apart.
+    for (int64_t k = 0, n = k0 / pq, j = k0 % pq; k < kc; j = 0, ++n) {
+      const int64_t len = std::min(kc - k, pq - j);
+      const float* src = dy + (n * s.K + i0) * pq + j;
+      int64_t done = 0;
+#if defined(__AVX512F__)
+      if (rows == MR && MR == 8)
+        done = blocked::MatrixA::transpose_rows_8x16(src, pq, len, dst + k * MR);
+#endif
+      for (int64_t r = 0; r < MR; ++r)
+        for (int64_t m = done; m < len; ++m)
+          dst[(k + m) * MR + r] = r < rows ? src[r * pq + m] : 0.0f;
+      k += len;
     }
   }
 };
