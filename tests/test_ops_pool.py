@@ -337,3 +337,18 @@ def test_max_pool2d_nan_matches_torch(torch_single_threaded):
     (grad,) = torch.autograd.grad(yt, xt, torch.from_numpy(grad_y))
     ref_grad = ref.max_pool2d_backward(grad_y.astype(np.float64), x, kernel, stride, padding)
     np.testing.assert_allclose(ref_grad, grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (2, (2, 3)), (3, 3), ((2, 3), (2, 3))])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_max_pool2d_disjoint_windows_on_wide_rows(kernel, stride, ceil_mode):
+    """Disjoint windows (stride >= kernel) take a row-at-a-time backward path; rows wider than
+    one SIMD block (and not a multiple of it) must route every gradient like the reference."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((1, 2, 9, 70)).astype(np.float32)
+    y = ops.max_pool2d(x, kernel, stride, ceil_mode=ceil_mode)
+    np.testing.assert_array_equal(y, ref.max_pool2d(x, kernel, stride, ceil_mode=ceil_mode))
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    ref.assert_close(ops.max_pool2d_backward(grad_y, x, kernel, stride, ceil_mode=ceil_mode),
+                     ref.max_pool2d_backward(grad_y.astype(np.float64), x, kernel, stride,
+                                             ceil_mode=ceil_mode), terms=4)
