@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         print(info_text())
+        print(f"commands: {', '.join(COMMANDS)} (deepstyle COMMAND --help)")
         return 0
     try:
         return args.handler(args)
