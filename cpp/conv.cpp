@@ -273,6 +273,91 @@ struct PaddedColumns {
   }
 };
 
+#if defined(__AVX512F__)
+// dst[i * ld_dst + j] = row[j][i] for 16 rows of 16 floats, in three rounds of two-source
+// shuffles (vector extensions: the intrinsics trip GCC 12's -Wmaybe-uninitialized): rows
+// interleaved in pairs within 128-bit lanes, then in 4-row groups, then 128-bit lanes across
+// groups.
+inline void transpose_16x16(const float* const row[16], float* dst, int64_t ld_dst) {
+  vfloat t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    const vfloat even = vload(row[i]), odd = vload(row[i + 1]);
+    t[i] = __builtin_shufflevector(even, odd, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28,
+                                   13, 29);
+    t[i + 1] = __builtin_shufflevector(even, odd, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14,
+                                       30, 15, 31);
+  }
+  // u[4g + j], lane L: rows 4g..4g+3 of column 4L + j.
+  for (int g = 0; g < 16; g += 4)
+    for (int h = 0; h < 2; ++h) {
+      const vfloat a = t[g + h], b = t[g + h + 2];
+      u[g + 2 * h] = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12,
+                                             13, 28, 29);
+      u[g + 2 * h + 1] = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26,
+                                                 27, 14, 15, 30, 31);
+    }
+  const auto even_lanes = [](vfloat a, vfloat b) {  // lanes 0, 2 of a, then of b
+    return __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+  };
+  const auto odd_lanes = [](vfloat a, vfloat b) {  // lanes 1, 3 of a, then of b
+    return __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
+                                   31);
+  };
+  for (int j = 0; j < 4; ++j) {
+    const vfloat even_lo = even_lanes(u[j], u[4 + j]), odd_lo = odd_lanes(u[j], u[4 + j]);
+    const vfloat even_hi = even_lanes(u[8 + j], u[12 + j]), odd_hi = odd_lanes(u[8 + j], u[12 + j]);
+    vstore(dst + j * ld_dst, even_lanes(even_lo, even_hi));
+    vstore(dst + (4 + j) * ld_dst, even_lanes(odd_lo, odd_hi));
+    vstore(dst + (8 + j) * ld_dst, odd_lanes(even_lo, even_hi));
+    vstore(dst + (12 + j) * ld_dst, odd_lanes(odd_lo, odd_hi));
+  }
+}
+#endif
+
+// op(B) = col^T (N.PQ x CRS) read from a PaddedBatch, for grad_weight: a panel is kc output
+// positions by NR taps; along each run of positions, every tap is one unclipped row of the
+// batch, so blocks of 16 taps x 16 positions are AVX-512 transposes, the rest scalar.
+struct PaddedColumnsT {
+  const PaddedBatch& batch;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
+    constexpr int64_t max_runs = 512;
+    Run runs[max_runs];
+    for (int64_t kk = 0; kk < kc;) {  // runs along the depth, in chunks that fit the buffer
+      const int64_t span = std::min<int64_t>(kc - kk, max_runs);
+      const int count = runs_of(batch.s, k0 + kk, span, runs);
+      float* d = dst + kk * NR;
+      for (int i = 0; i < count; ++i) {
+        const Run& run = runs[i];
+        const int64_t start = (run.n * batch.period + run.p) * batch.Wp + run.q;
+        int64_t m_done = 0;
+#if defined(__AVX512F__)
+        m_done = run.len / 16 * 16;
+        const int64_t full_cols = cols / 16 * 16;
+        for (int64_t c0 = 0; c0 < full_cols; c0 += 16) {
+          const float* row[16];
+          for (int j = 0; j < 16; ++j) row[j] = batch.data + batch.tap_offset[j0 + c0 + j] + start;
+          for (int64_t m = 0; m < m_done; m += 16) {
+            const float* at[16];
+            for (int j = 0; j < 16; ++j) at[j] = row[j] + m;
+            transpose_16x16(at, d + m * NR + c0, NR);
+          }
+        }
+        for (int64_t c = full_cols; c < NR; ++c) {
+          const float* src = c < cols ? batch.data + batch.tap_offset[j0 + c] + start : nullptr;
+          for (int64_t m = 0; m < m_done; ++m) d[m * NR + c] = src ? src[m] : 0.0f;
+        }
+#endif
+        for (int64_t c = 0; c < NR; ++c) {
+          const float* src = c < cols ? batch.data + batch.tap_offset[j0 + c] + start : nullptr;
+          for (int64_t m = m_done; m < run.len; ++m) d[m * NR + c] = src ? src[m] : 0.0f;
+        }
+        d += run.len * NR;
+      }
+      kk += span;
+    }
+  }
+};
+
 // C = y (N, K, P, Q) addressed by the virtual columns of a PaddedBatch.
 struct PaddedOutput {
   const Conv2dShape& s;
@@ -632,6 +717,10 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     else if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
              s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
       grad_weight_dot(s, PaddedBatch(s, x), grad_y, grad_weight);
+    else if (grad_weight && PaddedBatch::fits(s))
+      blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y},
+                    PaddedColumnsT{PaddedBatch(s, x)}, 0.0f, blocked::MatrixC{grad_weight, crs},
+                    nullptr, num_threads());
     else if (grad_weight)
       blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y}, ImageColumnsT{s, x}, 0.0f,
                     blocked::MatrixC{grad_weight, crs}, nullptr, num_threads());
