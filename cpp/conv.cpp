@@ -12,11 +12,11 @@
 //               would waste work) dcol = W^T . dy over chunks of images, scattered back by col2im.
 //
 // Stride-1 convolutions first copy the batch into a zero-framed layout (PaddedBatch) where every
-// tap is one fixed offset away, so packing is plain copying; layers with 1-4 output channels
-// (grad_x of RGB input layers) skip the GEMM for a direct kernel on that layout, and so do
-// convolutions with 32 or 64 output channels and at least 256 taps (CIFAR-10's layers, VGG's
-// conv1_2, and their grad_x), with output channels in the vector lanes; grad_weight of such
-// small images likewise. A kernel covering the whole unpadded image is a fully connected layer:
+// tap is one fixed offset away, so packing is plain copying (col^T: 16x16 transposes); layers
+// with 1-4 output channels (grad_x of RGB input layers) skip the GEMM for a direct kernel on
+// that layout, and so do convolutions with 32 or 64 output channels and at least 256 taps
+// (CIFAR-10's layers, VGG's conv1_2, and their grad_x), with output channels in the vector
+// lanes; grad_weight of such small images likewise. A kernel covering the whole unpadded image is a fully connected layer:
 // plain sgemm calls. Every output element is summed by one thread in a fixed order (grad_bias:
 // in double per channel), so results are bitwise identical from run to run.
 #include "conv.h"
