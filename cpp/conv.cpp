@@ -489,13 +489,12 @@ bool direct_conv_pays_off(const Conv2dShape& s) {
          s.C * s.R * s.S >= 256;
 }
 
-template <typename Weights>
-void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const Weights& weight,
+void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* weight,
                  const float* bias, float* y) {
   const int64_t crs = s.C * s.R * s.S, rs = s.R * s.S, pq = s.P * s.Q;
   float* wt = scratch(kTransposedSlot, crs * s.K);  // wt[tap][k] = weight[k][tap]
   for (int64_t k = 0; k < s.K; ++k)
-    for (int64_t tap = 0; tap < crs; ++tap) wt[tap * s.K + k] = weight.value(k, tap);
+    for (int64_t tap = 0; tap < crs; ++tap) wt[tap * s.K + k] = weight[k * crs + tap];
   const int64_t groups = s.K / kDirectGroup, rows = s.N * s.P;
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t task = 0; task < rows * groups; ++task) {
@@ -602,25 +601,19 @@ void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const fl
   }
 }
 
-// y = conv(x) with op(A) = the weights as K x CRS from `w` (a MatrixA or FlippedWeights).
-template <typename Weights>
-void forward_gemm(const Conv2dShape& s, const float* x, const Weights& w, const float* bias,
+void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                   float* y) {
   const int64_t crs = s.C * s.R * s.S;
+  const blocked::MatrixA w{weight, crs, false};
   if (PaddedBatch::fits(s)) {
     const PaddedBatch batch(s, x);
-    if (direct_conv_pays_off(s)) return direct_conv(s, batch, w, bias, y);
-    if (PaddedBatch::dense(s) && s.K <= kMaxFewChannels) {
-      // few_channel_block reads single weights in its inner loop: give it them row-major.
-      float* rows = scratch(kWeightSlot, s.K * crs);
-      for (int64_t i = 0; i < s.K; ++i)
-        for (int64_t tap = 0; tap < crs; ++tap) rows[i * crs + tap] = w.value(i, tap);
-      const blocked::MatrixA plain{rows, crs, false};
+    if (direct_conv_pays_off(s)) return direct_conv(s, batch, weight, bias, y);
+    if (PaddedBatch::dense(s)) {
       switch (s.K) {
-        case 1: return few_channel_conv<1>(s, batch, plain, bias, y);
-        case 2: return few_channel_conv<2>(s, batch, plain, bias, y);
-        case 3: return few_channel_conv<3>(s, batch, plain, bias, y);
-        case 4: return few_channel_conv<4>(s, batch, plain, bias, y);
+        case 1: return few_channel_conv<1>(s, batch, w, bias, y);
+        case 2: return few_channel_conv<2>(s, batch, w, bias, y);
+        case 3: return few_channel_conv<3>(s, batch, w, bias, y);
+        case 4: return few_channel_conv<4>(s, batch, w, bias, y);
       }
     }
     blocked::gemm(s.K, s.N * s.P * s.Q, crs, 1.0f, w, PaddedColumns{batch}, 0.0f,
@@ -631,46 +624,24 @@ void forward_gemm(const Conv2dShape& s, const float* x, const Weights& w, const 
   }
 }
 
-// The weights transposed and rotated by 180 degrees, weight'[c, (k, r, t)] =
-// weight[k, c, R-1-r, S-1-t], as op(A) (C x K.RS) read in place, so no flipped copy is stored:
-// a panel's MR rows at one depth are MR consecutive c, RS floats apart (one AVX-512 gather).
-// Each k of a panel reads its own page, too many streams for the hardware prefetcher, so every
-// depth prefetches the next panel's floats.
-struct FlippedWeights {
-  const float* weight;
-  int64_t C, rs;
-  float value(int64_t c, int64_t d) const {
-    return weight[(d / rs * C + c) * rs + rs - 1 - d % rs];
-  }
-  void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) const {
-#if defined(__AVX512F__)
-    const __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                             _mm256_set1_epi32((int)rs));
-#endif
-    for (int64_t d = 0, k = k0 / rs, rt = k0 % rs; d < kc; ++d) {
-      const float* panel = weight + (k * C + i0) * rs;
-      const float* src = panel + rs - 1 - rt;
-      __builtin_prefetch(panel + MR * rs + rt * MR, 0, 2);
-      float* out = dst + d * MR;
-      if (++rt == rs) rt = 0, ++k;
-#if defined(__AVX512F__)
-      if (rows == MR && MR == 8) {
-        _mm256_storeu_ps(out, _mm256_i32gather_ps(src, index, 4));
-        continue;
-      }
-#endif
-      for (int64_t i = 0; i < MR; ++i) out[i] = i < rows ? src[i * rs] : 0.0f;
-    }
-  }
-};
-
-// grad_x of a stride-1 convolution: the forward convolution of grad_y with the flipped weights,
+// grad_x of a stride-1 convolution: the forward convolution of grad_y with the weights
+// transposed and rotated by 180 degrees, weight'[c, k, r, t] = weight[k, c, R-1-r, S-1-t],
 // padded by R-1-pad.
 void grad_x_stride1(const Conv2dShape& s, const float* grad_y, const float* weight,
                     float* grad_x) {
+  const int64_t rs = s.R * s.S;
+  float* flipped = scratch(kWeightSlot, s.C * s.K * rs);
+  constexpr int64_t kBlock = 16;  // square blocks of (c, k): both sides read and write runs
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t c0 = 0; c0 < s.C; c0 += kBlock)
+    for (int64_t k0 = 0; k0 < s.K; k0 += kBlock)
+      for (int64_t c = c0; c < std::min(s.C, c0 + kBlock); ++c)
+        for (int64_t k = k0; k < std::min(s.K, k0 + kBlock); ++k)
+          for (int64_t i = 0; i < rs; ++i)
+            flipped[(c * s.K + k) * rs + rs - 1 - i] = weight[(k * s.C + c) * rs + i];
   const Conv2dShape adjoint{s.N, s.K, s.P, s.Q, s.C, s.R, s.S, 1, 1,
                             s.R - 1 - s.pad_h, s.S - 1 - s.pad_w, s.H, s.W};
-  forward_gemm(adjoint, grad_y, FlippedWeights{weight, s.C, s.R * s.S}, nullptr, grad_x);
+  forward_gemm(adjoint, grad_y, flipped, nullptr, grad_x);
 }
 
 // grad_x for any geometry: dcol = W^T . dy over a chunk of images at a time, then col2im of
@@ -711,9 +682,8 @@ bool whole_image(const Conv2dShape& s) {
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                     float* y) {
-  const int64_t crs = s.C * s.R * s.S;
-  if (!whole_image(s)) return forward_gemm(s, x, blocked::MatrixA{weight, crs, false}, bias, y);
-  // y (N x K) = x (N x CRS) . W^T + bias
+  if (!whole_image(s)) return forward_gemm(s, x, weight, bias, y);
+  const int64_t crs = s.C * s.R * s.S;  // y (N x K) = x (N x CRS) . W^T + bias
   sgemm(false, true, s.N, s.K, crs, 1.0f, x, crs, weight, crs, 0.0f, y, s.K);
   if (bias)
     for (int64_t n = 0; n < s.N; ++n)
