@@ -42,41 +42,26 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: keep the best image and a checkpoint."""
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number_type(convert, minimum, inclusive, description):
+    """An argparse type: ``convert(text)``, finite and above ``minimum`` (or equal to it when
+    ``inclusive``), else an error saying ``description``."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+_positive_int = _number_type(int, 0, False, "a positive integer")
+_non_negative_int = _number_type(int, 0, True, "a non-negative integer")
+_non_negative_float = _number_type(float, 0.0, True, "a non-negative number")
+_positive_float = _number_type(float, 0.0, False, "a positive number")
 
 
 def _list_of(convert):
