@@ -65,7 +65,17 @@ def add_tap_gradient(grad, tap_grad, name, shape):
     return grad
 
 
-class FeatureNet:
+class ConventionIO:
+    """Image <-> network input through the ``convention`` the network's weights expect."""
+
+    def preprocess(self, image):
+        return self.convention.preprocess(image)
+
+    def deprocess(self, x):
+        return self.convention.deprocess(x)
+
+
+class FeatureNet(ConventionIO):
     """Named layers in a chain, an input convention and a description; see the module doc."""
 
     def __init__(self, layers, convention, description, downsampling, default_layers=None):
@@ -90,12 +100,6 @@ class FeatureNet:
     def min_size(self):
         """Smallest input side the whole (truncated) network accepts."""
         return max(self._downsampling.values())
-
-    def preprocess(self, image):
-        return self.convention.preprocess(image)
-
-    def deprocess(self, x):
-        return self.convention.deprocess(x)
 
     def forward(self, x, taps):
         taps = check_taps(taps, self.layer_names)

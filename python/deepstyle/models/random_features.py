@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from .feature_net import ReLU, add_tap_gradient, check_input, check_taps
+from .feature_net import ConventionIO, ReLU, add_tap_gradient, check_input, check_taps
 from .weights import TORCHVISION
 
 MULTISCALE_SIZES = (3, 5, 7, 11, 15, 23, 37, 55)
@@ -129,7 +129,7 @@ class _Branch:
             layer.clear()
 
 
-class MultiScaleNet:
+class MultiScaleNet(ConventionIO):
     """Parallel branches on the same input, one per filter size; taps conv_k<size>, relu_k<size>."""
 
     def __init__(self, sizes=MULTISCALE_SIZES, channels=MULTISCALE_CHANNELS, seed=0, convention=TORCHVISION):
@@ -157,12 +157,6 @@ class MultiScaleNet:
     def min_size(self):
         """Below this the coarsest branch would see less than one pixel of its own."""
         return max(branch.factor for branch in self._branches.values())
-
-    def preprocess(self, image):
-        return self.convention.preprocess(image)
-
-    def deprocess(self, x):
-        return self.convention.deprocess(x)
 
     def forward(self, x, taps):
         taps = check_taps(taps, self.layer_names)
