@@ -235,32 +235,30 @@ class LeakyReLU(Layer):
         return f"negative_slope={self.negative_slope}"
 
 
-class Sigmoid(Layer):
+class _ActivationOfOutput(Layer):
+    """An elementwise activation whose derivative comes from its output y, which it caches."""
+
+    _saved = None
+    _function = _derivative = None  # ops functions, set by subclasses
+
+    def forward(self, x):
+        self._saved = y = type(self)._function(x)
+        return y
+
+    def backward(self, grad_y):
+        return type(self)._derivative(grad_y, self._take_saved())
+
+
+class Sigmoid(_ActivationOfOutput):
     """The paper's sigma(x) = 1 / (1 + exp(-x)), eq. (1); backward uses sigma' = y (1 - y), eq. (2)."""
 
-    _saved = None
-
-    def forward(self, x):
-        self._saved = y = ops.sigmoid(x)
-        return y
-
-    def backward(self, grad_y):
-        y = self._take_saved()
-        return ops.sigmoid_backward(grad_y, y)
+    _function, _derivative = ops.sigmoid, ops.sigmoid_backward
 
 
-class Tanh(Layer):
+class Tanh(_ActivationOfOutput):
     """Hyperbolic tangent; backward uses 1 - y**2."""
 
-    _saved = None
-
-    def forward(self, x):
-        self._saved = y = ops.tanh(x)
-        return y
-
-    def backward(self, grad_y):
-        y = self._take_saved()
-        return ops.tanh_backward(grad_y, y)
+    _function, _derivative = ops.tanh, ops.tanh_backward
 
 
 class _Pool(Layer):
