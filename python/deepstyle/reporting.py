@@ -119,5 +119,5 @@ def plot_image_grid(plt, images, captions, path, columns=4):
         else:
             ax.imshow(picture)
         ax.set_title(caption, fontsize=8)
-    fig.tight_layout()
-    save_figure(plt, fig, path)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9, hspace=0.6)  # (tight_layout
+    save_figure(plt, fig, path)  # costs seconds for 16 panels)

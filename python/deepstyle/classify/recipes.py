@@ -14,7 +14,7 @@ quarter of the epochs.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..optim import PiecewiseConstant
 
@@ -33,7 +33,6 @@ class Recipe:
     dropout: bool = False
     hidden: int = 256
     validation: int = 5000
-    extra: dict = field(default_factory=dict)
 
     @property
     def epochs(self):
@@ -47,13 +46,10 @@ class Recipe:
         shrink to nothing are dropped; the first one always keeps at least one epoch)."""
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"--epochs: expected a positive integer, got {epochs!r}")
-        total, done, phases = self.epochs, 0, []
-        ends = []
-        running = 0
-        for _, n in self.phases:
+        total, done, running, phases = self.epochs, 0, 0, []
+        for lr, n in self.phases:
             running += n
-            ends.append(round(epochs * running / total))
-        for (lr, _), end in zip(self.phases, ends):
+            end = round(epochs * running / total)
             end = max(end, 1) if not phases else end
             if end > done:
                 phases.append((lr, end - done))

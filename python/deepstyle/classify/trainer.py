@@ -10,6 +10,7 @@ Ctrl-C stops inside the current epoch and loses only that epoch.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -42,6 +43,12 @@ class Run:
     test_labels: np.ndarray | None = None
     test_logits: np.ndarray | None = None
     test_images: np.ndarray | None = None  # uint8, for pictures of mistakes
+
+
+def _as_json(value):
+    """``value`` as it reads back from JSON (tuples become lists), for comparing with a
+    checkpoint's description."""
+    return json.loads(json.dumps(value))
 
 
 def _streams(seed):
@@ -149,10 +156,10 @@ class Trainer:
         self.flips = BatchFlips(self.rngs["flip"]) if recipe.flip else None
         self.metrics = RunningMetrics()
         self.run = Run(self.net, self.pre)
-        self.meta = {"model": model, "dataset": dataset.name, "classes": list(dataset.classes),
+        self.meta = _as_json({"model": model, "dataset": dataset.name, "classes": list(dataset.classes),
                      "input_shape": list(self.train_x.shape[1:]),
                      "image_shape": list(x.shape[1:]), "recipe": recipe.as_dict(),
-                     "seed": seed, "limit": limit}
+                     "seed": seed, "limit": limit})
 
     # --- checkpoints ---
 

@@ -82,8 +82,11 @@ def run(args):
     name = "deepstyle train"
     try:
         recipe = recipe_from(args)
-        dataset = load_dataset(args.dataset, args.data)
         out = args.out or f"train-{args.model}"
+        resume_from = os.path.join(out, CHECKPOINT)
+        if args.resume and not os.path.exists(resume_from):
+            raise ValueError(f"--resume: no checkpoint {resume_from} to continue from")
+        dataset = load_dataset(args.dataset, args.data)
         os.makedirs(out, exist_ok=True)
         plt = reporting.pyplot()
         title = f"{args.model} on {dataset.name}"
@@ -94,10 +97,7 @@ def run(args):
         trainer = Trainer(args.model, dataset, recipe, seed=args.seed, limit=args.limit,
                           out=out, progress=not args.quiet, on_epoch=on_epoch)
         if args.resume:
-            path = os.path.join(out, CHECKPOINT)
-            if not os.path.exists(path):
-                raise ValueError(f"--resume: no checkpoint {path} to continue from")
-            trainer.restore(path)
+            trainer.restore(resume_from)
             print(f"resuming after epoch {trainer.run.epochs_done} of {recipe.epochs}")
         result = trainer.fit()
     except (ValueError, DataError, checkpoint.CheckpointError) as exc:
