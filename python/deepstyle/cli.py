@@ -61,13 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        print(info_text())
-        print(f"commands: {', '.join(COMMANDS)} (deepstyle COMMAND --help)")
-        return 0
+    # Ctrl-C at any point, even while the subcommands' modules are still being imported, ends
+    # with one line and the shell's usual status 130, never a traceback
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "handler", None) is None:
+            print(info_text())
+            print(f"commands: {', '.join(COMMANDS)} (deepstyle COMMAND --help)")
+            return 0
         return args.handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

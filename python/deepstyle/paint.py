@@ -171,12 +171,15 @@ def checkpoint_path(output):
 
 
 def _save_npz(path, arrays):
-    from .image import write_atomically
+    from .image import ImageError, write_atomically
 
-    write_atomically(path, lambda stream: np.savez(stream, **arrays))
+    try:
+        write_atomically(path, lambda stream: np.savez(stream, **arrays))
+    except OSError as exc:
+        raise ImageError(f"checkpoint {path!r}: cannot write it ({exc.strerror or exc})") from None
 
 
-def _check_writable(output):
+def _check_writable(output, needed_bytes=0):
     folder = os.path.dirname(os.path.abspath(output))
     if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
         raise BadInput(f"--output {output!r}: expected a .png, .jpg or .jpeg file name")
@@ -189,6 +192,14 @@ def _check_writable(output):
             pass
     except OSError as exc:
         raise BadInput(f"--output {output!r}: cannot write in {folder!r} ({exc.strerror})") from None
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs on this platform
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed_bytes:
+        raise BadInput(f"--output {output!r}: {_format_bytes(free)} free in {folder!r}, the image and its "
+                       f"checkpoint need about {_format_bytes(needed_bytes)}")
 
 
 def _settings(args, net, sizes, init):
@@ -357,7 +368,8 @@ def _run(args):
     sizes = check_painting_options(args, style_count=1 if args.demo else len(args.styles),
                                    default_size=256 if args.demo else 512,
                                    default_iterations=100 if args.demo else 500)
-    _check_writable(args.output)
+    # a float32 checkpoint of the largest stage and an image of at most 3 bytes a pixel
+    _check_writable(args.output, max(sizes) ** 2 * 3 * (4 + 3))
 
     largest = max(sizes)
     if args.demo:
@@ -400,11 +412,19 @@ def _run(args):
     progress = ProgressBar()
     stem, suffix = os.path.splitext(args.output)
 
+    snapshot_failed = False
+
     def on_iteration(p):
+        nonlocal snapshot_failed
         progress(p)
         if args.save_every and p.iteration % args.save_every == 0:
-            save_image(f"{stem}.{p.stage + 1}.{p.iteration:04d}{suffix}", painter.image())
-            save_state()
+            try:
+                save_image(f"{stem}.{p.stage + 1}.{p.iteration:04d}{suffix}", painter.image(), what="snapshot")
+                save_state()
+            except ValueError as exc:  # ImageError: disk full, folder gone... the run itself is fine
+                if not snapshot_failed:
+                    snapshot_failed = True
+                    print(f"\nwarning: {exc}; painting goes on (this warning is not repeated)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     started = time.perf_counter()
