@@ -29,7 +29,7 @@
 #include "gemm_blocked.h"
 #include "threads.h"
 
-namespace ds {
+namespace ds::cpu {
 namespace {
 
 using blocked::MR;
@@ -745,4 +745,4 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
   }
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

@@ -22,7 +22,7 @@
 #include "simd.h"
 #include "threads.h"
 
-namespace ds {
+namespace ds::cpu {
 namespace {
 
 // [lo, hi): the input cells under output cell i along one axis; padded: the window's length
@@ -363,4 +363,4 @@ void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const flo
   });
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from ..backend import array_module
+
 
 def _check_rate(value, name, low, high=math.inf, low_open=False):
     bad = (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
@@ -58,7 +60,7 @@ class SGD:
             if self.momentum:
                 velocity = self._velocity.get(name)
                 if velocity is None:
-                    velocity = self._velocity[name] = np.zeros_like(value)
+                    velocity = self._velocity[name] = array_module(value).zeros_like(value)
                 velocity *= np.float32(self.momentum)
                 velocity += grad
                 grad = velocity
