@@ -16,6 +16,7 @@ import deepstyle
 COMMANDS = {
     "info": ("deepstyle.cli", "print the version, compiled backends, SIMD level and threads"),
     "paint": ("deepstyle.paint", "neural style transfer: paint a content image in the style of others"),
+    "paint-batch": ("deepstyle.paint_batch", "paint every image of a folder, spread over MPI ranks when under mpirun"),
     "weights": ("deepstyle.weights_command", "list and fetch pretrained VGG weights (deepstyle weights fetch vgg16)"),
     "netbp": ("deepstyle.netbp", "train the paper's 2-2-3-2 network (Listing 6.1), plot Figures 7-9"),
 }

@@ -96,6 +96,17 @@ def add_arguments(parser):
     parser.add_argument("--demo", action="store_true",
                         help="generate a content and a style image instead of reading them "
                         "(saved as OUT-content.png and OUT-style.png); default 256 px, 100 iterations")
+    add_painting_options(parser)
+    run = parser.add_argument_group("output and interruption")
+    run.add_argument("--save-every", type=_non_negative_int, default=0, metavar="N",
+                     help="write OUT.<stage>.<iteration>.png and the checkpoint every N iterations")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint OUT.ckpt.npz an interrupted run left")
+
+
+def add_painting_options(parser):
+    """The options of one painting (size, loss, style, optimiser, network), shared with
+    ``deepstyle paint-batch``."""
     size = parser.add_argument_group("size and schedule")
     size.add_argument("--size", type=_positive_int, metavar="PX",
                       help="longer side of the output in pixels (default 512)")
@@ -144,11 +155,6 @@ def add_arguments(parser):
     net.add_argument("--pooling", choices=("avg", "max"), default="avg",
                      help="average pooling (Gatys et al., default) or VGG's max pooling")
     net.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    run = parser.add_argument_group("output and interruption")
-    run.add_argument("--save-every", type=_non_negative_int, default=0, metavar="N",
-                     help="write OUT.<stage>.<iteration>.png and the checkpoint every N iterations")
-    run.add_argument("--resume", action="store_true",
-                     help="continue from the checkpoint OUT.ckpt.npz an interrupted run left")
 
 
 def _one_line_error(message):
@@ -318,9 +324,28 @@ def run(args):
         return EXIT_FAILED
 
 
-def _run(args):
+def check_painting_options(args, *, style_count, default_size=512, default_iterations=500):
+    """Check the options :func:`add_painting_options` added, fill in the defaults of
+    ``args.iterations``, and return the stage sizes."""
     import deepstyle
 
+    if args.scales and args.size:
+        raise BadInput("give either --size or --scales, not both")
+    if args.device == "cuda" and "cuda" not in deepstyle.backends():
+        raise BadInput("--device cuda: this build has no CUDA backend (deepstyle._cuda); use --device cpu")
+    if args.device == "cuda":
+        raise BadInput("--device cuda: the feature networks cannot run on CUDA yet; use --device cpu")
+    if args.style_blend and len(args.style_blend) != style_count:
+        raise BadInput(f"--style-blend: expected one weight per style image ({style_count}), "
+                       f"got {len(args.style_blend)}")
+    if args.style_blend and sum(args.style_blend) <= 0:
+        raise BadInput("--style-blend: expected at least one positive weight")
+    if args.iterations is None:
+        args.iterations = default_iterations
+    return args.scales or [args.size or default_size]
+
+
+def _run(args):
     from .image import load_image, save_image
     from .style import Painter, estimate_memory
     from .style.demo import demo_content, demo_style
@@ -329,19 +354,9 @@ def _run(args):
         raise BadInput("--demo makes its own images: give no CONTENT or STYLE")
     if not args.demo and (not args.content or not args.styles):
         raise BadInput("expected a CONTENT image and at least one STYLE image (or --demo)")
-    if args.scales and args.size:
-        raise BadInput("give either --size or --scales, not both")
-    if args.device == "cuda" and "cuda" not in deepstyle.backends():
-        raise BadInput("--device cuda: this build has no CUDA backend (deepstyle._cuda); use --device cpu")
-    if args.device == "cuda":
-        raise BadInput("--device cuda: the feature networks cannot run on CUDA yet; use --device cpu")
-    if args.style_blend and len(args.style_blend) != (1 if args.demo else len(args.styles)):
-        raise BadInput(f"--style-blend: expected one weight per style image ({len(args.styles)}), "
-                       f"got {len(args.style_blend)}")
-    if args.style_blend and sum(args.style_blend) <= 0:
-        raise BadInput("--style-blend: expected at least one positive weight")
-    args.iterations = args.iterations if args.iterations is not None else (100 if args.demo else 500)
-    sizes = args.scales or [args.size or (256 if args.demo else 512)]
+    sizes = check_painting_options(args, style_count=1 if args.demo else len(args.styles),
+                                   default_size=256 if args.demo else 512,
+                                   default_iterations=100 if args.demo else 500)
     _check_writable(args.output)
 
     largest = max(sizes)
