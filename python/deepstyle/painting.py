@@ -34,8 +34,13 @@ def default_schedule(size=DEFAULT_SIZE):
     return (size,), DEFAULT_STAGE_ITERATIONS[0]
 
 
+_said = set()  # messages already printed: a notebook painting many pictures hears each once
+
+
 def _say(message):
-    print(f"deepstyle: {message}", file=sys.stderr)
+    if message not in _said:
+        _said.add(message)
+        print(f"deepstyle: {message}", file=sys.stderr)
 
 
 def choose_network(weights=None, arch=None, preset=None, content_layers=None, style_layers=None,
@@ -66,8 +71,8 @@ def choose_network(weights=None, arch=None, preset=None, content_layers=None, st
     is_random = isinstance(weights, str) and weights.startswith("random") and not os.path.exists(weights)
     if weights is not None and not is_random and not isinstance(weights, models.Weights):
         weights = models.load_weights(weights)
-    if isinstance(weights, models.Weights):
-        arch = arch or weights.arch
+    if isinstance(weights, models.Weights):  # a file holding a prefix only: its standard name tells
+        arch = arch or weights.arch or _arch_of_standard_name(weights.path)
     arch = arch or preset.arch
     order = models.layer_names(arch)
     wanted = list(content_layers or preset.content_layers) + list(style_layers or preset.style_layers)
@@ -86,6 +91,12 @@ def choose_network(weights=None, arch=None, preset=None, content_layers=None, st
     return models.load_feature_net(arch=arch, weights=weights, pooling=pooling, last_layer=last)
 
 
+def _arch_of_standard_name(path):
+    from .models.weights import STANDARD_FILES
+
+    return next((arch for arch, names in STANDARD_FILES.items() if os.path.basename(path) in names), None)
+
+
 def settings_for(net, preset=None, **overrides):
     """``Settings`` of ``preset`` with ``overrides``; a network without VGG layer names (the
     multi-scale one) brings its own layers unless the caller named some."""
@@ -93,7 +104,8 @@ def settings_for(net, preset=None, **overrides):
 
     defaults = getattr(net, "default_layers", None)
     if defaults:
-        overrides.setdefault("content_layers", tuple(defaults["content"]))
+        if overrides.get("content_layers") is None:
+            overrides["content_layers"] = tuple(defaults["content"])
         if overrides.get("style_layers") is None:
             overrides["style_layers"] = {name: 1.0 / len(defaults["style"]) for name in defaults["style"]}
     overrides = {key: value for key, value in overrides.items() if value is not None}
