@@ -180,12 +180,15 @@ def checkpoint_path(output):
 
 
 def _save_npz(path, arrays):
-    from .image import write_atomically
+    from .image import ImageError, write_atomically
 
-    write_atomically(path, lambda stream: np.savez(stream, **arrays))
+    try:
+        write_atomically(path, lambda stream: np.savez(stream, **arrays))
+    except OSError as exc:
+        raise ImageError(f"checkpoint {path!r}: cannot write it ({exc.strerror or exc})") from None
 
 
-def _check_writable(output):
+def _check_writable(output, needed_bytes=0):
     folder = os.path.dirname(os.path.abspath(output))
     if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
         raise BadInput(f"--output {output!r}: expected a .png, .jpg or .jpeg file name")
@@ -198,6 +201,14 @@ def _check_writable(output):
             pass
     except OSError as exc:
         raise BadInput(f"--output {output!r}: cannot write in {folder!r} ({exc.strerror})") from None
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs on this platform
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed_bytes:
+        raise BadInput(f"--output {output!r}: {_format_bytes(free)} free in {folder!r}, the image and its "
+                       f"checkpoint need about {_format_bytes(needed_bytes)}")
 
 
 def _settings(args, net, sizes, init):
@@ -427,7 +438,8 @@ def _run(args):
         raise BadInput("expected a CONTENT image and at least one STYLE image (or --demo)")
     sizes = check_painting_options(args, style_count=1 if args.demo else len(args.styles),
                                    default_size=256 if args.demo else 512)
-    _check_writable(args.output)
+    # a float32 checkpoint of the largest stage and an image of at most 3 bytes a pixel
+    _check_writable(args.output, max(sizes) ** 2 * 3 * (4 + 3))
     inputs = [] if args.demo else [args.content, *args.styles]
     if args.init not in ("content", "noise"):
         inputs.append(args.init)
@@ -481,15 +493,23 @@ def _run(args):
     painter_first_stage = painter.stage
     stem, suffix = os.path.splitext(args.output)
 
+    snapshot_failed = False
+
     def on_iteration(p):
+        nonlocal snapshot_failed
         if p.iteration == 1 and p.stage == painter_first_stage:
             estimate = expected_seconds(p.seconds_per_iteration, painter.shapes, settings, p.stage)
             print(f"first iteration took {p.seconds_per_iteration:.2f} s at {p.size[1]}x{p.size[0]}: "
                   f"expect about {_format_seconds(estimate)} in all", file=sys.stderr)
         progress(p)
         if args.save_every and p.iteration % args.save_every == 0:
-            save_image(f"{stem}.{p.stage + 1}.{p.iteration:04d}{suffix}", painter.image())
-            save_state()
+            try:
+                save_image(f"{stem}.{p.stage + 1}.{p.iteration:04d}{suffix}", painter.image(), what="snapshot")
+                save_state()
+            except ValueError as exc:  # ImageError: disk full, folder gone... the run itself is fine
+                if not snapshot_failed:
+                    snapshot_failed = True
+                    print(f"\nwarning: {exc}; painting goes on (this warning is not repeated)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     started = time.perf_counter()

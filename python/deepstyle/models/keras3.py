@@ -22,6 +22,7 @@ import re
 import numpy as np
 
 from . import arch as vgg_arch
+from .bounded import read_hdf5_dataset
 from .errors import WeightsError
 
 _NESTED_CONV = re.compile(r"conv2d(?:_(\d+))?")
@@ -81,4 +82,4 @@ def _dataset(group, key, shape, path, name, where):
     if dataset.dtype.kind != "f":
         raise WeightsError(f"{path}: layer {name} ({where}/{key}): expected floating-point values, "
                            f"got dtype {dataset.dtype}")
-    return np.asarray(dataset[()], np.float32)
+    return read_hdf5_dataset(path, dataset, f"layer {name} ({where}/{key})").astype(np.float32)  # no external data
