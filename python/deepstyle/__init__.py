@@ -77,5 +77,7 @@ _threads_from_environment()
 
 from . import ops  # noqa: E402
 from . import paint  # noqa: E402  (callable: deepstyle.paint(content, style, **options) -> image)
+from .backend import cuda_available  # noqa: E402
 
-__all__ = ["ops", "paint", "set_num_threads", "get_num_threads", "backends", "__version__"]
+__all__ = ["ops", "paint", "set_num_threads", "get_num_threads", "backends", "cuda_available",
+           "__version__"]
