@@ -71,8 +71,8 @@ def train(steps, batch_size, *, start_from=None, checkpoint_at=None, checkpoint=
         with np.load(start_from) as saved:
             for name, value, _ in net.parameters():
                 value[...] = saved["param/" + name]
-            sgd._velocity = {k[len("velocity/"):]: saved[k].copy() for k in saved.files
-                             if k.startswith("velocity/")}
+            sgd.load_state_dict({k[len("optim/"):]: saved[k] for k in saved.files
+                                 if k.startswith("optim/")})
             sampler.rng.bit_generator.state = json.loads(str(saved["rng"]))
             start = int(saved["step"])
     parallel = DataParallel(current, net, batch_size)
@@ -98,7 +98,7 @@ def train(steps, batch_size, *, start_from=None, checkpoint_at=None, checkpoint=
 
 def save(path, net, sgd, sampler, step):
     arrays = {"param/" + name: value for name, value, _ in net.parameters()}
-    arrays.update({"velocity/" + name: v for name, v in sgd._velocity.items()})
+    arrays.update({"optim/" + key: v for key, v in sgd.state_dict().items()})
     arrays.update(step=np.int64(step), rng=np.array(json.dumps(sampler.rng.bit_generator.state)))
     write_atomically(path, lambda stream: np.savez(stream, **arrays))
 
