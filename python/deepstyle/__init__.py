@@ -59,5 +59,7 @@ def _threads_from_environment() -> None:
 _threads_from_environment()
 
 from . import ops  # noqa: E402
+from .backend import cuda_available  # noqa: E402
 
-__all__ = ["ops", "set_num_threads", "get_num_threads", "backends", "__version__"]
+__all__ = ["ops", "set_num_threads", "get_num_threads", "backends", "cuda_available",
+           "__version__"]

@@ -31,7 +31,7 @@ import sys
 import numpy as np
 
 from .distributed import RankFailed
-from .style.optim import array_module
+from .backend import array_module
 
 __all__ = ["DataParallel", "ShardedSampler", "shard_bounds", "mpi_is_cuda_aware", "distribute"]
 
