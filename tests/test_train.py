@@ -244,6 +244,9 @@ def test_train_command_on_real_fashion_mnist(tmp_path, capsys):
     (["--epochs", "0"], "--epochs: expected a positive integer, got 0"),
     (["--limit", "10"], "--limit: expected at least the batch size (100), got 10"),
     (["--lr", "-1"], "--lr: expected a positive learning rate"),
+    (["--seed", "-1"], "--seed: expected a non-negative integer, got -1"),
+    (["--validation", "-1"], "--validation: expected a non-negative integer, got -1"),
+    (["--batch-size", "0"], "--batch-size: expected a positive integer, got 0"),
     (["--resume"], "--resume: no checkpoint"),
     (["--data", "/nonexistent"], "--data: /nonexistent is not a folder"),
 ])
