@@ -29,7 +29,7 @@
 #include "gemm_blocked.h"
 #include "threads.h"
 
-namespace ds {
+namespace ds::cpu {
 namespace {
 
 using blocked::MR;
@@ -776,4 +776,4 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
   }
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

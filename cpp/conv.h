@@ -2,16 +2,9 @@
 
 #include <cstdint>
 
-namespace ds {
+#include "shapes.h"
 
-// Geometry of a 2-D convolution in PyTorch's conventions: x (N, C, H, W), weight (K, C, R, S),
-// y (N, K, P, Q) with P = (H + 2*pad_h - R) / stride_h + 1 and Q likewise.
-struct Conv2dShape {
-  int64_t N, C, H, W;
-  int64_t K, R, S;
-  int64_t stride_h, stride_w, pad_h, pad_w;
-  int64_t P, Q;
-};
+namespace ds::cpu {
 
 // y = conv(x, weight) + bias; bias may be null.
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
@@ -21,4 +14,4 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, c
 void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
                      const float* weight, float* grad_x, float* grad_weight, float* grad_bias);
 
-}  // namespace ds
+}  // namespace ds::cpu

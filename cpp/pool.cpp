@@ -24,7 +24,7 @@
 #include "simd.h"
 #include "threads.h"
 
-namespace ds {
+namespace ds::cpu {
 namespace {
 
 // [lo, hi): the input cells under output cell i along one axis; padded: the window's length
@@ -433,4 +433,4 @@ void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const flo
   });
 }
 
-}  // namespace ds
+}  // namespace ds::cpu
