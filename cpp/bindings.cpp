@@ -67,7 +67,7 @@ ds::Conv2dShape conv_shape(const py::array& x, const py::array& w, int64_t sh, i
 }
 
 FloatArray conv2d_forward(FloatArray x, FloatArray w, std::optional<FloatArray> bias, int64_t sh,
-                          int64_t sw, int64_t ph, int64_t pw) {
+                          int64_t sw, int64_t ph, int64_t pw, int algo) {
   const ds::Conv2dShape s = conv_shape(x, w, sh, sw, ph, pw);
   if (bias) require_size(*bias, s.K, "bias");
   FloatArray y = empty_like_shape({s.N, s.K, s.P, s.Q});
@@ -75,12 +75,13 @@ FloatArray conv2d_forward(FloatArray x, FloatArray w, std::optional<FloatArray> 
   const float *xp = x.data(), *wp = w.data();
   float* yp = y.mutable_data();
   py::gil_scoped_release release;
-  ds::conv2d_forward(s, xp, wp, bp, yp);
+  ds::conv2d_forward(s, xp, wp, bp, yp, static_cast<ds::ConvAlgo>(algo));
   return y;
 }
 
 py::tuple conv2d_backward(FloatArray grad_y, FloatArray x, FloatArray w, int64_t sh, int64_t sw,
-                          int64_t ph, int64_t pw, bool need_x, bool need_weight, bool need_bias) {
+                          int64_t ph, int64_t pw, bool need_x, bool need_weight, bool need_bias,
+                          int algo) {
   const ds::Conv2dShape s = conv_shape(x, w, sh, sw, ph, pw);
   require_size(grad_y, s.N * s.K * s.P * s.Q, "grad_y");
   py::object gx = py::none(), gw = py::none(), gb = py::none();
@@ -103,7 +104,7 @@ py::tuple conv2d_backward(FloatArray grad_y, FloatArray x, FloatArray w, int64_t
   const float *gyp = grad_y.data(), *xp = x.data(), *wp = w.data();
   {
     py::gil_scoped_release release;
-    ds::conv2d_backward(s, gyp, xp, wp, gxp, gwp, gbp);
+    ds::conv2d_backward(s, gyp, xp, wp, gxp, gwp, gbp, static_cast<ds::ConvAlgo>(algo));
   }
   return py::make_tuple(gx, gw, gb);
 }

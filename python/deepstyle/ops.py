@@ -229,31 +229,59 @@ def _conv_args(x, weight, stride, padding):
     return x, weight, stride, padding
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
+_CONV_ALGOS = {"auto": 0, "direct": 1, "winograd": 2}  # ds::ConvAlgo
+
+
+def _conv_algo(algo, weight, stride, padding):
+    """The kernel's code for ``algo``; "winograd" needs a 3x3 kernel, stride 1, padding <= 2."""
+    if algo not in _CONV_ALGOS:
+        raise ValueError(f"algo: expected one of {sorted(_CONV_ALGOS)}, got {algo!r}")
+    if algo == "winograd" and (
+        tuple(weight.shape[2:]) != (3, 3) or stride != (1, 1) or max(padding) > 2
+    ):
+        raise ValueError(
+            "algo: 'winograd' needs a 3x3 kernel, stride 1 and padding at most 2, got kernel "
+            f"{tuple(weight.shape[2:])}, stride {stride}, padding {padding}"
+        )
+    return _CONV_ALGOS[algo]
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, *, algo="auto"):
     """2-D convolution (cross-correlation, as in PyTorch): x (N, C, H, W), weight (K, C, R, S),
-    bias (K,) or None -> (N, K, P, Q)."""
+    bias (K,) or None -> (N, K, P, Q).
+
+    ``algo`` picks the CPU algorithm: "auto" (Winograd F(4x4, 3x3) for 3x3 stride-1 layers
+    with enough channels, else direct), "direct" or "winograd" (3x3, stride 1, padding <= 2).
+    """
     backend = _backend(x, weight, bias)
     x, weight, stride, padding = _conv_args(x, weight, stride, padding)
+    code = _conv_algo(algo, weight, stride, padding)
     if bias is not None:
         bias = _as_float32(bias, "bias")
         _check_shape(bias, (weight.shape[0],), "bias")
-    return backend.conv2d_forward(x, weight, bias, *stride, *padding)
+    if backend is not _cpu:
+        return backend.conv2d_forward(x, weight, bias, *stride, *padding)
+    return backend.conv2d_forward(x, weight, bias, *stride, *padding, code)
 
 
 def conv2d_backward(grad_y, x, weight, stride=1, padding=0, *, need_x=True, need_weight=True,
-                    need_bias=True):
+                    need_bias=True, algo="auto"):
     """Gradients of :func:`conv2d`: ``(grad_x, grad_weight, grad_bias)``.
 
     A gradient that is not needed (``need_x=False`` etc.) is returned as None and not computed,
-    which saves a GEMM per image when, say, only the input gradient is wanted.
+    which saves a GEMM per image when, say, only the input gradient is wanted. ``algo`` picks
+    the algorithm of grad_x as in :func:`conv2d`.
     """
     backend = _backend(grad_y, x, weight)
     x, weight, stride, padding = _conv_args(x, weight, stride, padding)
+    code = _conv_algo(algo, weight, stride, padding)
     grad_y = _as_float32(grad_y, "grad_y")
     p, q = conv2d_output_size(x.shape[2:], weight.shape[2:], stride, padding)
     _check_shape(grad_y, (x.shape[0], weight.shape[0], p, q), "grad_y")
-    return backend.conv2d_backward(grad_y, x, weight, *stride, *padding, bool(need_x),
-                                   bool(need_weight), bool(need_bias))
+    flags = (bool(need_x), bool(need_weight), bool(need_bias))
+    if backend is not _cpu:
+        return backend.conv2d_backward(grad_y, x, weight, *stride, *padding, *flags)
+    return backend.conv2d_backward(grad_y, x, weight, *stride, *padding, *flags, code)
 
 
 # --- pooling ----------------------------------------------------------------------------------
