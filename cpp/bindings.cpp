@@ -269,8 +269,13 @@ PYBIND11_MODULE(_cpu, m) {
 
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c").noconvert(), py::arg("trans_a"),
         py::arg("trans_b"), py::arg("alpha"), py::arg("beta"));
-  m.def("conv2d_forward", &conv2d_forward);
-  m.def("conv2d_backward", &conv2d_backward);
+  // algo: ds::ConvAlgo (0 auto, 1 direct, 2 winograd)
+  m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
+        py::arg("algo") = 0);
+  m.def("conv2d_backward", &conv2d_backward, py::arg("grad_y"), py::arg("x"), py::arg("weight"),
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
+        py::arg("need_x"), py::arg("need_weight"), py::arg("need_bias"), py::arg("algo") = 0);
   m.def("max_pool2d_forward", &max_pool2d_forward);
   m.def("max_pool2d_backward", &max_pool2d_backward);
   m.def("avg_pool2d_forward", &avg_pool2d_forward);
