@@ -206,6 +206,10 @@ struct BatchOutput {
 // padding of the next) and each image by pad_h zero rows (likewise shared), plus one leading
 // zero row. Output position (n, p, q) becomes the "virtual" column u = (n*period + p)*Wp + q;
 // columns with p >= P or q >= Q are computed but not stored.
+// Floats past a plane's last virtual column that kernels may read, unused: a GEMM panel (NR) or
+// few_channel_block's whole-vector block (at most 8 vectors), from the last tap's offset.
+constexpr int64_t kReadSlack = std::max<int64_t>(NR, 8 * kVecWidth);
+
 struct PaddedBatch {
   const Conv2dShape& s;
   int64_t Wp, period, plane, virtual_cols;
@@ -216,7 +220,7 @@ struct PaddedBatch {
       : s(shape),
         Wp(shape.W + shape.pad_w),
         period(shape.H + shape.pad_h),
-        plane((shape.N * period + shape.R + 2) * Wp + NR + shape.S),
+        plane((shape.N * period + shape.R + 2) * Wp + kReadSlack + shape.S),
         virtual_cols(shape.N * period * Wp),
         data(scratch(kBatchSlot, shape.C * plane)),
         tap_offset(shape.C * shape.R * shape.S) {
@@ -402,20 +406,22 @@ void grad_weight_dot(const Conv2dShape& s, const PaddedBatch& batch, const float
       grad_weight, crs, num_threads());
 }
 
-// Adjoint of im2col for one image: x[c, ih, iw] = sum of col[(c, r, t), (p, q)] over all taps
-// that read (ih, iw); rows of col are ld apart.
-void col2im(const Conv2dShape& s, const float* col, int64_t ld, float* x) {
-  std::memset(x, 0, sizeof(float) * s.C * s.H * s.W);
+// Adjoint of im2col for output positions [j0, j1) of one image (j = p * Q + q), added to x:
+// x[c, ih, iw] += col[(c, r, t), j - j0] over all taps that read (ih, iw); rows of col are ld
+// apart.
+void col2im_add(const Conv2dShape& s, const float* col, int64_t ld, int64_t j0, int64_t j1,
+                float* x) {
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t r = 0; r < s.R; ++r)
       for (int64_t t = 0; t < s.S; ++t) {
-        const float* row = col + ((c * s.R + r) * s.S + t) * ld;
-        for (int64_t p = 0; p < s.P; ++p) {
+        const float* row = col + ((c * s.R + r) * s.S + t) * ld - j0;
+        for (int64_t p = j0 / s.Q; p * s.Q < j1; ++p) {
           const int64_t ih = p * s.stride_h - s.pad_h + r;
           if (ih < 0 || ih >= s.H) continue;
           float* out = x + (c * s.H + ih) * s.W;
           const float* in = row + p * s.Q;
-          for (int64_t q = 0; q < s.Q; ++q) {
+          const int64_t q_end = std::min(s.Q, j1 - p * s.Q);
+          for (int64_t q = std::max<int64_t>(0, j0 - p * s.Q); q < q_end; ++q) {
             const int64_t iw = q * s.stride_w - s.pad_w + t;
             if (iw >= 0 && iw < s.W) out[iw] += in[q];
           }
@@ -432,6 +438,7 @@ template <int K>
 void few_channel_block(const PaddedBatch& batch, const blocked::MatrixA& weight, const float* bias,
                        const PaddedOutput& out, int64_t u0, int64_t crs) {
   constexpr int NVEC = std::min(8, 24 / K), WIDTH = NVEC * kVecWidth;
+  static_assert(WIDTH <= kReadSlack, "the last block's loads must stay in the plane's slack");
   vfloat acc[K][NVEC] = {};
   for (int64_t tap = 0; tap < crs; ++tap) {
     const float* src = batch.data + batch.tap_offset[tap] + u0;
@@ -640,11 +647,32 @@ void grad_x_stride1(const Conv2dShape& s, const float* grad_y, const float* weig
 }
 
 // grad_x for any geometry: dcol = W^T . dy over a chunk of images at a time, then col2im of
-// each image.
+// each image; where one image's dcol alone is over the chunk size (a large kernel and a large
+// padding: 3.6 GB for a 64x64 kernel padded by 500 on an 8x8 image), over chunks of one image's
+// positions, so memory stays bounded whatever the geometry.
 void grad_x_col2im(const Conv2dShape& s, const float* grad_y, const float* weight,
                    float* grad_x) {
   const int64_t crs = s.C * s.R * s.S, pq = s.P * s.Q;
   constexpr int64_t kChunkFloats = 1 << 22;  // 16 MB of col buffer at most, when images allow
+  if (crs * pq > kChunkFloats) {
+    const int64_t positions = std::max<int64_t>(kChunkFloats / crs, 1);
+    std::vector<float> col(crs * positions);
+    Conv2dShape one = s;
+    one.N = 1;
+    for (int64_t n = 0; n < s.N; ++n) {
+      float* x = grad_x + n * s.C * s.H * s.W;
+      std::memset(x, 0, sizeof(float) * s.C * s.H * s.W);
+      for (int64_t j0 = 0; j0 < pq; j0 += positions) {
+        const int64_t cols = std::min(positions, pq - j0);
+        // OutputColumns reads column j of image 0 at dy + k * pq + j: offset by j0
+        blocked::gemm(crs, cols, s.K, 1.0f, blocked::MatrixA{weight, crs, true},
+                      OutputColumns{one, grad_y + n * s.K * pq + j0}, 0.0f,
+                      blocked::MatrixC{col.data(), cols}, nullptr, num_threads());
+        col2im_add(s, col.data(), cols, j0, j0 + cols, x);
+      }
+    }
+    return;
+  }
   const int64_t images = std::clamp<int64_t>(kChunkFloats / (crs * pq), 1, s.N);
   std::vector<float> col(crs * images * pq);
   for (int64_t n0 = 0; n0 < s.N; n0 += images) {
@@ -655,8 +683,11 @@ void grad_x_col2im(const Conv2dShape& s, const float* grad_y, const float* weigh
                   OutputColumns{chunk, grad_y + n0 * s.K * pq}, 0.0f,
                   blocked::MatrixC{col.data(), ld}, nullptr, num_threads());
 #pragma omp parallel for schedule(static) num_threads(num_threads())
-    for (int64_t n = 0; n < chunk.N; ++n)
-      col2im(s, col.data() + n * pq, ld, grad_x + (n0 + n) * s.C * s.H * s.W);
+    for (int64_t n = 0; n < chunk.N; ++n) {
+      float* x = grad_x + (n0 + n) * s.C * s.H * s.W;
+      std::memset(x, 0, sizeof(float) * s.C * s.H * s.W);
+      col2im_add(s, col.data() + n * pq, ld, 0, pq, x);
+    }
   }
 }
 

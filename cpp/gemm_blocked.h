@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "simd.h"
 
@@ -44,11 +45,17 @@ constexpr int64_t NC = NR * 64;
 class Scratch {
  public:
   ~Scratch() { std::free(data_); }
+  // Throws std::bad_alloc (a MemoryError in Python) rather than return null; callers inside an
+  // OpenMP region ask only for small, fixed-size panels.
   float* get(int64_t n) {
     if (n > size_) {
       std::free(data_);
-      size_ = n;
+      data_ = nullptr;
+      size_ = 0;
+      if (n < 0 || n > (int64_t{1} << 60) / 4) throw std::bad_alloc();
       data_ = static_cast<float*>(std::aligned_alloc(64, ((size_t)n * 4 + 63) / 64 * 64));
+      if (!data_) throw std::bad_alloc();
+      size_ = n;
     }
     return data_;
   }

@@ -15,7 +15,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -70,17 +72,71 @@ inline int64_t divisor(const Span& rows, const Span& cols, bool count_include_pa
 }
 
 // Runs body(state, in_plane_offset, out_plane_offset) for every plane, planes split across
-// threads; each thread makes its state (its scratch buffers) once.
+// threads; each thread makes its state (its scratch buffers) once. An exception (bad_alloc)
+// must not leave an OpenMP region (the runtime would abort the process): the first one is kept
+// and rethrown after the region, every thread still meeting the worksharing loop.
 template <typename MakeState, typename Body>
 void for_each_plane(const Pool2dShape& s, MakeState make_state, Body body) {
   const int64_t planes = s.N * s.C;
+  std::exception_ptr error;
 #pragma omp parallel num_threads(num_threads()) if (planes > 1)
   {
-    auto state = make_state();
+    std::optional<decltype(make_state())> state;
+    try {
+      state.emplace(make_state());
+    } catch (...) {
+#pragma omp critical(pool_error)
+      if (!error) error = std::current_exception();
+    }
 #pragma omp for schedule(static)
-    for (int64_t plane = 0; plane < planes; ++plane)
-      body(state, plane * s.H * s.W, plane * s.P * s.Q);
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      if (!state) continue;
+      try {
+        body(*state, plane * s.H * s.W, plane * s.P * s.Q);
+      } catch (...) {
+#pragma omp critical(pool_error)
+        if (!error) error = std::current_exception();
+      }
+    }
   }
+  if (error) std::rethrow_exception(error);
+}
+
+// The vector paths lay every input row out padded for whole-vector loads of the strided windows
+// (pad_w + W + (Q + 2 kVecWidth) stride_w + kernel_w floats) and keep cell indices in int32.
+// Where that is out of proportion to the input (huge strides, kernels or paddings: stride 1e6
+// on an 8x8 input would take 2 GB) or the plane is beyond int32, the windows are scanned one
+// cell at a time instead, in memory proportional to the output.
+bool vector_layout_fits(const Pool2dShape& s) {
+  constexpr int64_t kMaxStride = 16, kMaxPad = 1024, kMaxKernel = 2048;
+  return s.stride_w <= kMaxStride && s.pad_w <= kMaxPad && s.kernel_w <= kMaxKernel &&
+         s.kernel_h <= kMaxKernel && s.H * s.W < (int64_t{1} << 31) - kMaxKernel * kMaxStride;
+}
+
+// The scalar path of vector_layout_fits: max or average (sum, then the divisor) of every
+// window, summing in the vector path's order (rows, then columns: bitwise the same result).
+void pool_forward_by_cell(const Pool2dShape& s, bool is_max, bool count_include_pad,
+                          const float* x, float* y) {
+  const Windows win(s);
+  for_each_plane(s, [] { return 0; }, [&](int, int64_t in_off, int64_t out_off) {
+    const float* plane = x + in_off;
+    for (int64_t p = 0; p < s.P; ++p)
+      for (int64_t q = 0; q < s.Q; ++q) {
+        const Span &rows = win.rows[p], &cols = win.cols[q];
+        float value;
+        if (is_max) {
+          const int64_t at = argmax(plane, s.W, rows, cols);
+          value = at < 0 ? -std::numeric_limits<float>::infinity() : plane[at];
+        } else {
+          float sum = 0.0f;
+          for (int64_t h = rows.lo; h < rows.hi; ++h)
+            for (int64_t w = cols.lo; w < cols.hi; ++w) sum += plane[h * s.W + w];
+          const int64_t d = divisor(rows, cols, count_include_pad);
+          value = d > 0 ? sum / (float)d : 0.0f;
+        }
+        y[out_off + p * s.Q + q] = value;
+      }
+  });
 }
 
 typedef int32_t vint __attribute__((vector_size(kVecWidth * sizeof(int32_t))));
@@ -233,6 +289,7 @@ void max_pool_row_backward_disjoint(const Pool2dShape& s, const Windows& win,
 }  // namespace
 
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
+  if (!vector_layout_fits(s)) return pool_forward_by_cell(s, true, false, x, y);
   const Windows win(s);
   const auto plane = [&] { return PaddedPlane(s, -std::numeric_limits<float>::infinity()); };
   with_window_width(s, [&](auto kw, auto sw) {
@@ -247,6 +304,18 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
 void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float* x,
                          float* grad_x) {
   const Windows win(s);
+  if (!vector_layout_fits(s)) {  // each window's gradient to its maximum, found cell by cell
+    for_each_plane(s, [] { return 0; }, [&](int, int64_t in_off, int64_t out_off) {
+      float* gx = grad_x + in_off;
+      std::memset(gx, 0, sizeof(float) * s.H * s.W);
+      for (int64_t p = 0; p < s.P; ++p)
+        for (int64_t q = 0; q < s.Q; ++q) {
+          const int64_t at = argmax(x + in_off, s.W, win.rows[p], win.cols[q]);
+          if (at >= 0) gx[at] += grad_y[out_off + p * s.Q + q];
+        }
+    });
+    return;
+  }
   if (s.stride_h >= s.kernel_h && s.stride_w >= s.kernel_w) {
     // Disjoint windows: every row of grad_x written once, from a padded row buffer.
     std::vector<char> covered(s.H, 0);
@@ -318,6 +387,7 @@ void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float*
 }
 
 void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const float* x, float* y) {
+  if (!vector_layout_fits(s)) return pool_forward_by_cell(s, false, count_include_pad, x, y);
   const Windows win(s);
   const auto plane = [&] { return PaddedPlane(s, 0.0f); };
   for_each_plane(s, plane, [&](PaddedPlane& in, int64_t in_off, int64_t out_off) {

@@ -43,3 +43,11 @@ def torch_single_threaded(restore_threads):
     deepstyle.set_num_threads(1)
     yield torch
     torch.set_num_threads(saved)
+
+
+@pytest.fixture(autouse=True)
+def no_user_weights(tmp_path_factory, monkeypatch):
+    """Tests see neither the user's cache folder nor $DEEPSTYLE_WEIGHTS: a machine where
+    `deepstyle weights fetch` was run must give the same results as a fresh one."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("empty-cache")))
+    monkeypatch.delenv("DEEPSTYLE_WEIGHTS", raising=False)

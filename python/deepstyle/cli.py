@@ -16,7 +16,11 @@ import deepstyle
 COMMANDS = {
     "info": ("deepstyle.cli", "print the version, compiled backends, SIMD level and threads"),
     "paint": ("deepstyle.paint", "neural style transfer: paint a content image in the style of others"),
+    "paint-batch": ("deepstyle.paint_batch", "paint every image of a folder, spread over MPI ranks when under mpirun"),
+    "weights": ("deepstyle.weights_command", "list and fetch pretrained VGG weights (deepstyle weights fetch vgg16)"),
     "netbp": ("deepstyle.netbp", "train the paper's 2-2-3-2 network (Listing 6.1), plot Figures 7-9"),
+    "train": ("deepstyle.commands.train", "train an image classifier (Fashion-MNIST, CIFAR-10; section 7)"),
+    "evaluate": ("deepstyle.commands.evaluate", "test accuracy and confusion matrix of a trained classifier"),
 }
 
 
@@ -59,13 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        print(info_text())
-        print(f"commands: {', '.join(COMMANDS)} (deepstyle COMMAND --help)")
-        return 0
+    # Ctrl-C at any point, even while the subcommands' modules are still being imported, ends
+    # with one line and the shell's usual status 130, never a traceback
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "handler", None) is None:
+            print(info_text())
+            print(f"commands: {', '.join(COMMANDS)} (deepstyle COMMAND --help)")
+            return 0
         return args.handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

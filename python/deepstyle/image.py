@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -44,6 +45,9 @@ def _to_rgb(picture):
     Image = _pillow()
     if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(picture, dtype=np.float64)
+        bad = values.size - int(np.isfinite(values).sum())
+        if bad:
+            raise ValueError(f"holds {bad} NaN or infinite pixel values (expected finite numbers)")
         # the range the values were stored in: 16-bit unless they evidently are 8-bit or [0, 1]
         peak = float(values.max(initial=0.0))
         if picture.mode.startswith("I;16") or 255.0 < peak <= 65535.0:
@@ -74,19 +78,60 @@ def load_image(path, size=None, *, what="image"):
     if os.path.isdir(path):
         raise ImageError(f"{what} {path!r}: is a folder, not an image file")
     try:
-        with Image.open(path) as picture:
-            picture.load()
-            rgb = _to_rgb(picture)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we say it in one line
+            with Image.open(path) as picture:
+                rgb = _to_rgb(_decoded(picture, size, f"{what} {path!r}"))
+    except ImageError:
+        raise
     except PermissionError:
         raise ImageError(f"{what} {path!r}: permission denied") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{what} {path!r}: not an image format Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{what} {path!r}: refused to decode it ({exc})") from None
+    except MemoryError:
+        raise ImageError(f"{what} {path!r}: out of memory while decoding it") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
-        raise ImageError(f"{what} {path!r}: cannot decode it ({exc})") from None
-    image = np.asarray(rgb, dtype=np.float32) / 255.0
+        raise ImageError(f"{what} {path!r}: cannot decode it ({str(exc):.200})") from None
+    image = np.asarray(rgb, dtype=np.float32)
+    image /= 255.0
     if size is not None:
         image = resize_image(image, fit_size(image.shape[:2], size))
     return image
+
+
+# Pillow's default decompression-bomb threshold (89.5 Mpx, a 3 bytes a pixel image of 256 MB),
+# fixed here so that a program that lifted Pillow's limit does not lift ours
+MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+
+
+def _decoded(picture, size, name):
+    """``picture`` decoded, its declared size checked first; with ``size`` (the longer side the
+    run needs), decoded at reduced scale where the format allows it (JPEG's draft mode) and
+    reduced by whole factors before any float conversion, so memory follows the run's size."""
+    width, height = picture.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{name}: declares {width}x{height} = {width * height} pixels, more than the {MAX_PIXELS} "
+            "this reader decodes; shrink the file first"
+        )
+    if size is None:
+        picture.load()
+        return picture
+    target_h, target_w = fit_size((height, width), size)
+    if picture.format == "JPEG":
+        picture.draft(picture.mode, (target_w, target_h))
+    picture.load()
+    factor = min(picture.width // target_w, picture.height // target_h)
+    if factor < 2:
+        return picture
+    if picture.mode not in _REDUCIBLE_MODES:
+        picture = picture.convert("RGBA" if "A" in picture.mode or picture.mode == "P" else "RGB")
+    return picture.reduce(factor)
+
+
+_REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "I", "F")
 
 
 def fit_size(shape_hw, longer_side):
@@ -138,21 +183,79 @@ def save_image(path, image, *, what="output"):
 
 
 def write_atomically(path, write):
-    """Call ``write(stream)`` on a temporary file next to ``path``, then rename it to ``path``:
-    readers see the old file or the whole new one, never a part. The file gets the usual
-    permissions (0666 less the umask), not the temporary file's private 0600."""
+    """Call ``write(stream)`` on a temporary file next to ``path``, flush it to disk, then rename it
+    to ``path``: readers see the old file or the whole new one, never a part, even after a power
+    cut. The file gets the usual permissions (0666 less the umask), not the temporary file's
+    private 0600. The temporary file is named after this process, so a later write to the same
+    folder removes what a killed process (kill -9) left behind."""
     folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    _remove_orphaned_temporaries(folder)
+    handle, temporary = tempfile.mkstemp(prefix=f"{_TEMPORARY_PREFIX}{os.getpid()}-",
+                                         suffix=os.path.splitext(path)[1], dir=folder)
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        # an interrupt can land after os.replace has moved the file: then there is nothing to remove
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
         raise
+    _fsync_folder(folder)
+
+
+_TEMPORARY_PREFIX = ".tmp-deepstyle-"
+
+
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (best effort: some file systems refuse to sync a folder)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def _remove_orphaned_temporaries(folder):
+    """Remove temporaries of write_atomically whose process no longer exists."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(_TEMPORARY_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_TEMPORARY_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _process_exists(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 # YIQ (NTSC): Y is luminance, I and Q carry the colour; used to keep a content image's colours.

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import io
 import os
 import sys
 
 import numpy as np
 
 from . import nn, optim
-from .image import write_atomically
+from .reporting import PLOT_HINT, save_figure, write_csv
+from .reporting import pyplot as _pyplot  # a module global: tests replace it
 
 # Listing 6.1: the ten points; the first five are category A, the last five category B.
 X1 = [0.1, 0.3, 0.1, 0.6, 0.4, 0.6, 0.5, 0.9, 0.4, 0.7]
 X2 = [0.1, 0.4, 0.5, 0.9, 0.2, 0.3, 0.6, 0.2, 0.4, 0.6]
 EXTRA_POINT = (0.3, 0.7)  # category B, Figures 5 and 9
-PLOT_HINT = "install matplotlib for the plots: pip install 'deepstyle[plot]'"
 
 
 def paper_points(extra_point=False):
@@ -60,36 +59,12 @@ def accuracy(net, x, y):
 # --- output files -----------------------------------------------------------------------------
 
 
-def write_csv(path, header, rows):
-    text = io.StringIO()
-    text.write(",".join(header) + "\n")
-    for row in rows:
-        text.write(",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in row) + "\n")
-    write_atomically(path, lambda f: f.write(text.getvalue().encode()))
-
-
 def region_grid(net, size=201):
     """F1 - F2 over a size x size grid on [0, 1]^2 (rows: x2, columns: x1)."""
     t = np.linspace(0.0, 1.0, size)
     g1, g2 = np.meshgrid(t, t)
     out = net.forward(np.column_stack([g1.ravel(), g2.ravel()]))
     return t, (out[:, 0] - out[:, 1]).reshape(size, size)
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
-def _save_figure(plt, fig, path):
-    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
 
 
 def plot_cost(plt, steps, costs, path, title):
@@ -101,7 +76,7 @@ def plot_cost(plt, steps, costs, path, title):
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    _save_figure(plt, fig, path)
+    save_figure(plt, fig, path)
 
 
 def plot_regions(plt, panels, x, y, path):
@@ -119,7 +94,7 @@ def plot_regions(plt, panels, x, y, path):
         ax.set_aspect("equal")
         ax.set_title(title)
     fig.tight_layout()
-    _save_figure(plt, fig, path)
+    save_figure(plt, fig, path)
 
 
 # --- nonlinear least squares (Figures 4 and 5) -------------------------------------------------

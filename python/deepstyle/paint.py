@@ -96,6 +96,17 @@ def add_arguments(parser):
     parser.add_argument("--demo", action="store_true",
                         help="generate a content and a style image instead of reading them "
                         "(saved as OUT-content.png and OUT-style.png); default 256 px, 100 iterations")
+    add_painting_options(parser)
+    run = parser.add_argument_group("output and interruption")
+    run.add_argument("--save-every", type=_non_negative_int, default=0, metavar="N",
+                     help="write OUT.<stage>.<iteration>.png and the checkpoint every N iterations")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint OUT.ckpt.npz an interrupted run left")
+
+
+def add_painting_options(parser):
+    """The options of one painting (size, loss, style, optimiser, network), shared with
+    ``deepstyle paint-batch``."""
     size = parser.add_argument_group("size and schedule")
     size.add_argument("--size", type=_positive_int, metavar="PX",
                       help="longer side of the output in pixels (default 512)")
@@ -144,11 +155,6 @@ def add_arguments(parser):
     net.add_argument("--pooling", choices=("avg", "max"), default="avg",
                      help="average pooling (Gatys et al., default) or VGG's max pooling")
     net.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    run = parser.add_argument_group("output and interruption")
-    run.add_argument("--save-every", type=_non_negative_int, default=0, metavar="N",
-                     help="write OUT.<stage>.<iteration>.png and the checkpoint every N iterations")
-    run.add_argument("--resume", action="store_true",
-                     help="continue from the checkpoint OUT.ckpt.npz an interrupted run left")
 
 
 def _one_line_error(message):
@@ -165,12 +171,15 @@ def checkpoint_path(output):
 
 
 def _save_npz(path, arrays):
-    from .image import write_atomically
+    from .image import ImageError, write_atomically
 
-    write_atomically(path, lambda stream: np.savez(stream, **arrays))
+    try:
+        write_atomically(path, lambda stream: np.savez(stream, **arrays))
+    except OSError as exc:
+        raise ImageError(f"checkpoint {path!r}: cannot write it ({exc.strerror or exc})") from None
 
 
-def _check_writable(output):
+def _check_writable(output, needed_bytes=0):
     folder = os.path.dirname(os.path.abspath(output))
     if os.path.splitext(output)[1].lower() not in (".png", ".jpg", ".jpeg"):
         raise BadInput(f"--output {output!r}: expected a .png, .jpg or .jpeg file name")
@@ -183,6 +192,14 @@ def _check_writable(output):
             pass
     except OSError as exc:
         raise BadInput(f"--output {output!r}: cannot write in {folder!r} ({exc.strerror})") from None
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs on this platform
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed_bytes:
+        raise BadInput(f"--output {output!r}: {_format_bytes(free)} free in {folder!r}, the image and its "
+                       f"checkpoint need about {_format_bytes(needed_bytes)}")
 
 
 def _settings(args, net, sizes, init):
@@ -318,9 +335,28 @@ def run(args):
         return EXIT_FAILED
 
 
-def _run(args):
+def check_painting_options(args, *, style_count, default_size=512, default_iterations=500):
+    """Check the options :func:`add_painting_options` added, fill in the defaults of
+    ``args.iterations``, and return the stage sizes."""
     import deepstyle
 
+    if args.scales and args.size:
+        raise BadInput("give either --size or --scales, not both")
+    if args.device == "cuda" and "cuda" not in deepstyle.backends():
+        raise BadInput("--device cuda: this build has no CUDA backend (deepstyle._cuda); use --device cpu")
+    if args.device == "cuda":
+        raise BadInput("--device cuda: the feature networks cannot run on CUDA yet; use --device cpu")
+    if args.style_blend and len(args.style_blend) != style_count:
+        raise BadInput(f"--style-blend: expected one weight per style image ({style_count}), "
+                       f"got {len(args.style_blend)}")
+    if args.style_blend and sum(args.style_blend) <= 0:
+        raise BadInput("--style-blend: expected at least one positive weight")
+    if args.iterations is None:
+        args.iterations = default_iterations
+    return args.scales or [args.size or default_size]
+
+
+def _run(args):
     from .image import load_image, save_image
     from .style import Painter, estimate_memory
     from .style.demo import demo_content, demo_style
@@ -329,20 +365,11 @@ def _run(args):
         raise BadInput("--demo makes its own images: give no CONTENT or STYLE")
     if not args.demo and (not args.content or not args.styles):
         raise BadInput("expected a CONTENT image and at least one STYLE image (or --demo)")
-    if args.scales and args.size:
-        raise BadInput("give either --size or --scales, not both")
-    if args.device == "cuda" and "cuda" not in deepstyle.backends():
-        raise BadInput("--device cuda: this build has no CUDA backend (deepstyle._cuda); use --device cpu")
-    if args.device == "cuda":
-        raise BadInput("--device cuda: the feature networks cannot run on CUDA yet; use --device cpu")
-    if args.style_blend and len(args.style_blend) != (1 if args.demo else len(args.styles)):
-        raise BadInput(f"--style-blend: expected one weight per style image ({len(args.styles)}), "
-                       f"got {len(args.style_blend)}")
-    if args.style_blend and sum(args.style_blend) <= 0:
-        raise BadInput("--style-blend: expected at least one positive weight")
-    args.iterations = args.iterations if args.iterations is not None else (100 if args.demo else 500)
-    sizes = args.scales or [args.size or (256 if args.demo else 512)]
-    _check_writable(args.output)
+    sizes = check_painting_options(args, style_count=1 if args.demo else len(args.styles),
+                                   default_size=256 if args.demo else 512,
+                                   default_iterations=100 if args.demo else 500)
+    # a float32 checkpoint of the largest stage and an image of at most 3 bytes a pixel
+    _check_writable(args.output, max(sizes) ** 2 * 3 * (4 + 3))
 
     largest = max(sizes)
     if args.demo:
@@ -385,11 +412,19 @@ def _run(args):
     progress = ProgressBar()
     stem, suffix = os.path.splitext(args.output)
 
+    snapshot_failed = False
+
     def on_iteration(p):
+        nonlocal snapshot_failed
         progress(p)
         if args.save_every and p.iteration % args.save_every == 0:
-            save_image(f"{stem}.{p.stage + 1}.{p.iteration:04d}{suffix}", painter.image())
-            save_state()
+            try:
+                save_image(f"{stem}.{p.stage + 1}.{p.iteration:04d}{suffix}", painter.image(), what="snapshot")
+                save_state()
+            except ValueError as exc:  # ImageError: disk full, folder gone... the run itself is fine
+                if not snapshot_failed:
+                    snapshot_failed = True
+                    print(f"\nwarning: {exc}; painting goes on (this warning is not repeated)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     started = time.perf_counter()

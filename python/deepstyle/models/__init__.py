@@ -29,7 +29,7 @@ from .weights import (CAFFE, TORCHVISION, InputConvention, Weights, cache_dir, d
 __all__ = [
     "load_feature_net", "load_weights", "save_weights", "find_weights", "detect_format", "cache_dir",
     "InputConvention", "Weights", "WeightsError", "FeatureNet", "MultiScaleNet", "TORCHVISION", "CAFFE",
-    "ARCHS", "POOLINGS", "RANDOM_KINDS", "DEFAULT_RANDOM", "layer_names",
+    "ARCHS", "POOLINGS", "RANDOM_KINDS", "DEFAULT_RANDOM", "layer_names", "default_weights",
 ]
 
 ARCHS = _arch.ARCHS
@@ -41,6 +41,16 @@ _told_about_fallback = False
 def layer_names(arch="vgg19"):
     """Every tap-able layer name of the full VGG ``arch``, in order."""
     return _arch.layer_names(arch)
+
+
+def default_weights():
+    """The pretrained file paint uses when given none: the first of VGG16's then VGG19's standard
+    files found through $DEEPSTYLE_WEIGHTS or the cache folder; None when there is none."""
+    for arch in ("vgg16", "vgg19"):
+        found = find_weights(None, arch)
+        if found is not None:
+            return found
+    return None
 
 
 def load_feature_net(arch="vgg19", weights=None, pooling="avg", last_layer="relu5_1", seed=0):

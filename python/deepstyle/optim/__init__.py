@@ -1,12 +1,14 @@
 """Training: stochastic gradient (section 4), its sampling schemes, schedules and the loop."""
 
 from .fused import SigmoidNetSGD
-from .loop import History, Progress, evaluate, train
+from .loop import Callback, GradientSteps, History, LoopState, Progress, evaluate, run_loop, train
 from .sampling import WithoutReplacement, WithReplacement
 from .schedules import Constant, PiecewiseConstant, cifar_recipe
-from .sgd import SGD, TrainingDiverged
+from .base import Optimizer
+from .sgd import SGD, Adam, TrainingDiverged
 
 __all__ = [
-    "SGD", "SigmoidNetSGD", "TrainingDiverged", "WithReplacement", "WithoutReplacement",
+    "Optimizer", "SGD", "Adam", "SigmoidNetSGD", "TrainingDiverged", "WithReplacement", "WithoutReplacement",
     "Constant", "PiecewiseConstant", "cifar_recipe", "train", "evaluate", "History", "Progress",
+    "Callback", "GradientSteps", "LoopState", "run_loop",
 ]

@@ -16,6 +16,7 @@ from operator import mul
 import numpy as np
 
 from ..nn.container import Sequential
+from ..nn.costs import QuadraticCost
 from ..nn.layers import Linear, Sigmoid
 from .sgd import TrainingDiverged, _check_rate
 
@@ -106,6 +107,18 @@ class SigmoidNetSGD:
         finally:
             self.write_back()
 
+    def fused_steps(self, cost, inputs, targets, batch_size):
+        """The step runner :func:`deepstyle.optim.train` uses instead of layer-by-layer steps:
+        ``runner(batches, lr, first_step)`` runs a chunk here, ``runner.position`` says how far
+        it got, and a chunk that leaves a parameter non-finite raises TrainingDiverged."""
+        if batch_size != 1:
+            raise ValueError(f"sampler: the fused single-point trainer needs batch_size 1, got "
+                             f"{batch_size}")
+        if not isinstance(cost, QuadraticCost):
+            raise ValueError(f"cost: the fused trainer minimises QuadraticCost, got "
+                             f"{type(cost).__name__}")
+        return _FusedSteps(self, inputs, targets)
+
     def write_back(self):
         """Copy the float64 parameters into the network's (float32) weight and bias arrays."""
         for layer, weights, biases in zip(self._linears, self._weights, self._biases):
@@ -116,3 +129,18 @@ class SigmoidNetSGD:
         """True while every parameter is finite."""
         return all(math.isfinite(v) for rows in self._weights for row in rows for v in row) \
             and all(math.isfinite(v) for biases in self._biases for v in biases)
+
+
+class _FusedSteps:
+    def __init__(self, trainer, inputs, targets):
+        self.trainer, self.inputs, self.targets = trainer, inputs, targets
+
+    @property
+    def position(self):
+        return self.trainer.position
+
+    def __call__(self, batches, lr, first_step):
+        self.trainer.run(self.inputs, self.targets, batches, lr, first_step=first_step)
+        if not self.trainer.finite():
+            raise TrainingDiverged(first_step + len(batches), lr,
+                                   "a parameter is no longer finite")

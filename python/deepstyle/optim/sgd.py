@@ -1,20 +1,11 @@
-"""Stochastic gradient with momentum and L2 weight decay on weights (not biases), eq. (33)."""
+"""Stochastic gradient with momentum and L2 weight decay on weights (not biases), eq. (33),
+and Adam; both on network parameters, with per-parameter learning-rate multipliers."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-
-def _check_rate(value, name, low, high=math.inf, low_open=False):
-    bad = (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
-           or not math.isfinite(value) or value < low or value >= high
-           or (low_open and value == low))
-    if bad:
-        interval = f"{'(' if low_open else '['}{low}, {high})"
-        raise ValueError(f"{name}: expected a number in {interval}, got {value!r}")
-    return float(value)
+from .base import Optimizer, _check_rate
 
 
 class TrainingDiverged(FloatingPointError):
@@ -31,21 +22,24 @@ def is_weight(name):
     return name.rsplit(".", 1)[-1] == "weight"
 
 
-class SGD:
-    """``p -= lr * v`` with ``v = momentum * v + grad + weight_decay * p`` (the decay term only
-    for weights). PyTorch's convention; momentum 0 gives the plain steps of eqs. (12)-(17).
+class SGD(Optimizer):
+    """``p -= lr * mu_p * v`` with ``v = momentum * v + grad + weight_decay * p`` (the decay term
+    only for weights), ``mu_p`` the parameter's learning-rate multiplier. PyTorch's convention;
+    momentum 0 gives the plain steps of eqs. (12)-(17). MatConvNet's form
+    ``m = momentum * m - (grad + decay * w)``, ``w += lr * mu * m`` is the same update with
+    ``m = -v``.
 
     Eq. (33)'s regulariser ``lambda/N * sum ||W||^2`` has gradient ``2 lambda/N * W``: pass
     ``weight_decay = 2 * lambda / N``. Parameters whose gradient is None (frozen layers, or no
     backward pass yet) are left alone.
     """
 
-    def __init__(self, net, lr, momentum=0.0, weight_decay=0.0):
-        self.net = net
-        self.lr = _check_rate(lr, "lr", 0.0, low_open=True)
+    _slots = ("velocity",)
+
+    def __init__(self, net, lr, momentum=0.0, weight_decay=0.0, lr_multipliers=None):
+        super().__init__(net, lr, lr_multipliers)
         self.momentum = _check_rate(momentum, "momentum", 0.0, 1.0)
         self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
-        self._velocity = {}
 
     def step(self, lr=None):
         """One update from the gradients the last backward pass stored."""
@@ -56,10 +50,44 @@ class SGD:
             if self.weight_decay and is_weight(name):
                 grad = grad + np.float32(self.weight_decay) * value
             if self.momentum:
-                velocity = self._velocity.get(name)
-                if velocity is None:
-                    velocity = self._velocity[name] = np.zeros_like(value)
+                velocity = self._buffer("velocity", name, value)
                 velocity *= np.float32(self.momentum)
                 velocity += grad
                 grad = velocity
-            value -= np.float32(lr) * grad
+            value -= np.float32(lr * self.multiplier(name)) * grad
+        self.steps += 1
+
+
+class Adam(Optimizer):
+    """Kingma & Ba's Adam on network parameters, with bias-corrected moments; weight decay (on
+    weights only) is added to the gradient, as in PyTorch's ``Adam(weight_decay=...)``."""
+
+    _slots = ("m", "v")
+
+    def __init__(self, net, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                 lr_multipliers=None):
+        super().__init__(net, lr, lr_multipliers)
+        self.beta1 = _check_rate(beta1, "beta1", 0.0, 1.0)
+        self.beta2 = _check_rate(beta2, "beta2", 0.0, 1.0)
+        self.eps = _check_rate(eps, "eps", 0.0, low_open=True)
+        self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
+
+    def step(self, lr=None):
+        lr = self.lr if lr is None else lr
+        self.steps += 1
+        b1, b2 = np.float32(self.beta1), np.float32(self.beta2)
+        correction1 = 1.0 - self.beta1 ** self.steps
+        correction2 = 1.0 - self.beta2 ** self.steps
+        for name, value, grad in self.net.parameters():
+            if grad is None:
+                continue
+            if self.weight_decay and is_weight(name):
+                grad = grad + np.float32(self.weight_decay) * value
+            m, v = self._buffer("m", name, value), self._buffer("v", name, value)
+            m *= b1
+            m += (1 - b1) * grad
+            v *= b2
+            v += (1 - b2) * grad * grad
+            step = lr * self.multiplier(name) / correction1
+            value -= np.float32(step) * m / (np.sqrt(v / np.float32(correction2))
+                                             + np.float32(self.eps))

@@ -1,0 +1,91 @@
+"""Extreme but valid geometries: strides, kernels and paddings far beyond the vector paths'
+layouts. Results match the float64 reference, and memory follows the output, not the padded
+geometry (measured in a subprocess under a 4 GB address-space limit)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import reference as ref
+from deepstyle import ops
+
+rng = np.random.default_rng(12)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 17, 0), (3, (40, 1), 1), ((1, 3), (2, 33), (0, 1)),
+                                                     (4, 10**6, 2), ((5, 2), (10**12, 10**12), (2, 1))])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_pooling_with_huge_strides_matches_the_reference(kernel, stride, padding, ceil_mode):
+    x = rng.standard_normal((2, 3, 9, 40)).astype(np.float32)
+    y = ops.max_pool2d(x, kernel, stride, padding, ceil_mode)
+    ref.assert_close(y, ref.max_pool2d(x, kernel, stride, padding, ceil_mode))
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    ref.assert_close(ops.max_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode),
+                     ref.max_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode))
+    for include in (True, False):
+        y = ops.avg_pool2d(x, kernel, stride, padding, ceil_mode, include)
+        ref.assert_close(y, ref.avg_pool2d(x, kernel, stride, padding, ceil_mode, include), terms=20)
+        ref.assert_close(ops.avg_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode, include),
+                         ref.avg_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode, include), terms=20)
+
+
+def test_pooling_with_a_kernel_wider_than_the_vector_layout():
+    x = rng.standard_normal((1, 2, 3, 2100)).astype(np.float32)
+    ref.assert_close(ops.max_pool2d(x, (2, 2049), 1, (1, 1024)), ref.max_pool2d(x, (2, 2049), 1, (1, 1024)))
+
+
+MEASURE = r"""
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+import numpy as np
+from deepstyle import ops
+x = np.ones((2, 3, 8, 8), np.float32)
+results = []
+for call in json.loads(sys.argv[1]):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        out = eval(call)
+        outcome = "ok"
+    except (ValueError, TypeError) as exc:
+        outcome = type(exc).__name__ + ": " + str(exc)
+    results.append((call, outcome, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024))
+print(json.dumps(results))
+"""
+
+CALLS = [
+    "ops.max_pool2d(x, 2, stride=558992244657865201)",
+    "ops.max_pool2d(x, 2**62, 1, 2**61)",
+    "ops.max_pool2d(x, 2, stride=10**12)",
+    "ops.max_pool2d(x, 2, stride=10**6)",
+    "ops.avg_pool2d(x, 2, stride=10**7)",
+    "ops.max_pool2d_backward(np.ones((2, 3, 1, 1), np.float32), x, 2, stride=10**7)",
+    "ops.avg_pool2d_backward(np.ones((2, 3, 1, 1), np.float32), x, 2, stride=10**7)",
+    "ops.conv2d(np.ones((2, 0, 8, 8), np.float32), np.ones((4, 0, 3, 3), np.float32))",
+    "ops.conv2d_backward(np.ones((2, 0, 6, 6), np.float32), x, np.ones((0, 3, 3, 3), np.float32))",
+    "ops.conv2d_backward(np.ones((1, 1, 503, 503), np.float32), np.ones((1, 1, 8, 8), np.float32), np.ones((1, 1, 3, 3), np.float32), stride=2, padding=500)",
+    "ops.conv2d(x, np.ones((4, 3, 3, 3), np.float32), stride=10**6, padding=1)",
+    "ops.conv2d_backward(np.ones((1, 1, 473, 473), np.float32), np.ones((1, 1, 8, 8), np.float32), np.ones((1, 1, 64, 64), np.float32), stride=2, padding=500)",
+]
+
+
+def test_extreme_calls_end_cleanly_in_memory_proportional_to_the_output(run_python):
+    result = run_python("-c", MEASURE, json.dumps(CALLS))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for call, outcome, grown in json.loads(result.stdout):
+        assert outcome == "ok" or outcome.startswith("ValueError"), (call, outcome)
+        assert grown < 64, (call, grown)
+
+
+def test_grad_x_of_a_large_kernel_with_a_large_padding_in_position_chunks():
+    """One image's dcol (taps x positions) is over the 16 MB chunk: grad_x is built from chunks
+    of the image's positions and still matches the reference."""
+    x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((3, 4, 16, 16)).astype(np.float32)
+    y = ops.conv2d(x, w, stride=2, padding=100)
+    assert 4 * 16 * 16 * y.shape[2] * y.shape[3] > 1 << 22
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    grad_x, grad_w, grad_b = ops.conv2d_backward(grad_y, x, w, stride=2, padding=100)
+    expected = ref.conv2d_backward(grad_y, x, w, stride=2, padding=100)
+    ref.assert_close(grad_x, expected[0], terms=3 * 64)
+    ref.assert_close(grad_w, expected[1], terms=2 * y.shape[2] * y.shape[3])

@@ -1,0 +1,137 @@
+"""Data-parallel training (``deepstyle.parallel_training``): N ranks at global batch B reach the
+weights one process reaches at batch B; a failing or dying rank stops every rank, naming it;
+a checkpoint written by rank 0 resumes on another rank count. Plus the one-rank pieces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import parallel_training_job as job
+from deepstyle import nn, optim
+from deepstyle.distributed import RankFailed, World, launched_ranks
+from deepstyle.parallel_training import DataParallel, shard_bounds
+from mpirun import mpirun, needs_mpi
+
+STEPS = 300
+
+
+@pytest.fixture(scope="module")
+def one_process():
+    """The reference: the job's run in this process at batch 12 (and 10, which 3 ranks split
+    unevenly)."""
+    return {batch: job.train(STEPS, batch) for batch in (12, 10)}
+
+
+def assert_same_weights(actual, expected):
+    """Equal to float32 rounding, accumulated. Each step's gradient sum is taken in a different
+    order (per-rank partial sums), so each step's update differs by ~eps32 relative; with
+    momentum 0.9 an error is carried for ~10 steps, and over 300 steps such errors add up to at
+    most 300 * 10 * eps32 ~ 2e-4 relative to the weights' size (in practice they wander like a
+    random walk, ~sqrt(300) times less)."""
+    for name, value in expected.items():
+        scale = float(np.abs(value).max())
+        np.testing.assert_allclose(actual[name], value, rtol=0, atol=2e-4 * scale, err_msg=name)
+
+
+def test_shard_bounds_cover_the_batch_contiguously():
+    for batch in range(1, 40):
+        for ranks in range(1, batch + 1):
+            bounds = shard_bounds(batch, ranks)
+            sizes = [stop - start for start, stop in bounds]
+            assert bounds[0][0] == 0 and bounds[-1][1] == batch
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+    with pytest.raises(ValueError, match="batch_size: expected at least one example per rank"):
+        shard_bounds(2, 3)
+
+
+def test_launched_ranks_reads_the_launchers_variables():
+    assert launched_ranks({}) == 1
+    assert launched_ranks({"OMPI_COMM_WORLD_SIZE": "4"}) == 4
+    assert launched_ranks({"PMI_SIZE": "16"}) == 16
+    assert launched_ranks({"OMPI_COMM_WORLD_SIZE": "junk", "PMIX_SIZE": "2"}) == 2
+
+
+def test_one_rank_world_needs_no_mpi():
+    single = World()
+    assert (single.rank, single.size, single.is_root) == (0, 1, True)
+    assert single.gather(5) == [5] and single.bcast("x") == "x"
+    buffer = np.arange(3, dtype=np.float32)
+    assert single.allreduce_sum(buffer) is buffer and buffer.tolist() == [0, 1, 2]
+    single.agree(None, "setting up")
+    with pytest.raises(RankFailed, match="setting up failed on rank 0: bad style"):
+        single.agree(ValueError("bad style"), "setting up")
+
+
+def test_one_rank_data_parallel_equals_plain_training_bitwise(one_process):
+    """The hook at one rank is an exact copy: the same weights, bit for bit."""
+    x, y = job.data()
+    net = job.network()
+    sgd = optim.SGD(net, 0.05, momentum=0.9, weight_decay=1e-3)
+    sampler = optim.WithoutReplacement(job.SAMPLES, 12, rng=np.random.default_rng(2))
+    net.train()
+    optim.run_loop(optim.GradientSteps(net, nn.SoftmaxCrossEntropy(), sgd, x, y), sampler, STEPS,
+                   schedule=optim.Constant(0.05))
+    for name, value, _ in net.parameters():
+        np.testing.assert_array_equal(one_process[12][name], value)
+
+
+def test_a_failing_step_on_one_rank_raises_rank_failed(one_process):
+    with pytest.raises(RankFailed, match="a training step failed on rank 0: ValueError: injected"):
+        job.train(20, 12, fail=(0, 7))
+
+
+def test_describe_says_where_the_buffer_lives():
+    line = DataParallel(World(), job.network(), 12).describe()
+    assert "one flat float32 buffer (351 values" in line and "in host memory" in line
+
+
+def load(path):
+    with np.load(path) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks,batch", [(2, 12), (3, 12), (3, 10)])
+def test_ranks_reach_the_weights_of_one_process(one_process, tmp_path, ranks, batch):
+    out = tmp_path / "weights.npz"
+    result = mpirun(ranks, job.__file__, out, "--steps", STEPS, "--batch", batch)
+    assert result.returncode == 0, result.stderr
+    split = "+".join(str(b - a) for a, b in shard_bounds(batch, ranks))
+    assert f"{ranks} MPI ranks" in result.stderr and f"global batch {batch} = {split}" in result.stderr
+    assert_same_weights(load(out), one_process[batch])
+
+
+@needs_mpi
+def test_a_checkpoint_from_two_ranks_resumes_on_three(one_process, tmp_path):
+    checkpoint, out = tmp_path / "checkpoint.npz", tmp_path / "weights.npz"
+    result = mpirun(2, job.__file__, tmp_path / "first.npz", "--steps", 150, "--checkpoint-at", 150,
+                    "--checkpoint", checkpoint)
+    assert result.returncode == 0, result.stderr
+    result = mpirun(3, job.__file__, out, "--steps", STEPS, "--resume", checkpoint)
+    assert result.returncode == 0, result.stderr
+    assert_same_weights(load(out), one_process[12])
+
+
+@needs_mpi
+def test_a_rank_that_raises_stops_every_rank_naming_it(tmp_path):
+    result = mpirun(3, job.__file__, tmp_path / "w.npz", "--fail", 1, 40, timeout=120)
+    assert result.returncode != 0
+    err = result.stderr
+    assert "rank 1 of 3: ValueError: injected failure at step 40" in err, err
+    stopped = [line for line in err.splitlines() if "stopped: a training step failed on rank 1" in line]
+    assert len(stopped) == 3, err
+    assert not (tmp_path / "w.npz").exists()
+
+
+@needs_mpi
+def test_a_rank_that_dies_ends_the_job(tmp_path):
+    """A rank killed outright cannot report; mpirun notices and ends the others (no hang)."""
+    result = mpirun(2, "-c", "import os, signal, sys, parallel_training_job as job\n"
+                    "job.FailAt.__call__ = lambda self, x, step: os.kill(os.getpid(), signal.SIGKILL) "
+                    "if job.world().rank == 1 and step == 30 else x\n"
+                    f"sys.exit(job.main([{str(tmp_path / 'w.npz')!r}, '--fail', '1', '30']))",
+                    timeout=120)
+    assert result.returncode != 0
+    assert "rank 1" in result.stderr and "signal 9" in result.stderr, result.stderr
