@@ -144,6 +144,48 @@ FloatArray max_pool2d_backward(FloatArray grad_y, FloatArray x, int64_t kh, int6
   return gx;
 }
 
+using IndexArray = py::array_t<int32_t, py::array::c_style>;
+
+py::tuple max_pool2d_forward_indices(FloatArray x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                     int64_t ph, int64_t pw, int64_t P, int64_t Q) {
+  const ds::Pool2dShape s = pool_shape(x, kh, kw, sh, sw, ph, pw, P, Q);
+  if (s.H * s.W >= (int64_t{1} << 31))
+    throw py::value_error("max_pool2d: return_indices needs planes of fewer than 2^31 cells");
+  FloatArray y = empty_like_shape({s.N, s.C, P, Q});
+  IndexArray indices(std::vector<py::ssize_t>{s.N, s.C, P, Q});
+  const float* xp = x.data();
+  float* yp = y.mutable_data();
+  int32_t* ip = indices.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ds::max_pool2d_forward_indices(s, xp, yp, ip);
+  }
+  return py::make_tuple(y, indices);
+}
+
+FloatArray max_pool2d_backward_indices(FloatArray grad_y, IndexArray indices,
+                                       py::array x_shape_source, int64_t kh, int64_t kw,
+                                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t P,
+                                       int64_t Q) {
+  const ds::Pool2dShape s = pool_shape(x_shape_source, kh, kw, sh, sw, ph, pw, P, Q);
+  require_size(grad_y, s.N * s.C * P * Q, "grad_y");
+  require_size(indices, s.N * s.C * P * Q, "indices");
+  FloatArray gx = empty_like_shape({s.N, s.C, s.H, s.W});
+  const float* gyp = grad_y.data();
+  const int32_t* ip = indices.data();
+  float* gxp = gx.mutable_data();
+  bool valid;
+  {
+    py::gil_scoped_release release;
+    valid = ds::max_pool2d_backward_indices(s, gyp, ip, gxp);
+  }
+  if (!valid)
+    throw py::value_error(
+        "indices: expected the argmax of each window, as max_pool2d(..., return_indices=True) "
+        "returns them, got an index outside the input plane or its window");
+  return gx;
+}
+
 FloatArray avg_pool2d_forward(FloatArray x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                               int64_t ph, int64_t pw, int64_t P, int64_t Q,
                               bool count_include_pad) {
@@ -278,6 +320,8 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("need_x"), py::arg("need_weight"), py::arg("need_bias"), py::arg("algo") = 0);
   m.def("max_pool2d_forward", &max_pool2d_forward);
   m.def("max_pool2d_backward", &max_pool2d_backward);
+  m.def("max_pool2d_forward_indices", &max_pool2d_forward_indices);
+  m.def("max_pool2d_backward_indices", &max_pool2d_backward_indices);
   m.def("avg_pool2d_forward", &avg_pool2d_forward);
   m.def("avg_pool2d_backward", &avg_pool2d_backward);
   m.def("gram_forward", &gram_forward);

@@ -7,7 +7,9 @@
 // compile-time constants. The max backward finds each window's maximum again the same way; when
 // windows do not overlap (stride >= kernel, VGG's 2x2/2) it writes every row of grad_x once,
 // whole vectors of gradient-or-zero, else it zeroes grad_x and adds cell by cell, as does the
-// average backward.
+// average backward. With indices (max_pool2d_forward_indices records each window's argmax as
+// it finds it), the max backward is a scatter: for VGG's 2x2/2 windows tiling the input, two
+// whole rows of grad_x per output row, gradient or zero, else zeroing and adding cell by cell.
 // Max pooling follows PyTorch's CPU kernel exactly: a value replaces the running maximum when it
 // is larger or NaN (so the last NaN wins), starting from -inf at the window's first in-bounds
 // cell; padding is never chosen.
@@ -435,6 +437,18 @@ void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const flo
 
 void max_pool2d_forward_indices(const Pool2dShape& s, const float* x, float* y, int32_t* indices) {
   const Windows win(s);
+  if (!vector_layout_fits(s)) {
+    for_each_plane(s, [] { return 0; }, [&](int, int64_t in_off, int64_t out_off) {
+      for (int64_t p = 0; p < s.P; ++p)
+        for (int64_t q = 0; q < s.Q; ++q) {
+          const int64_t at = argmax(x + in_off, s.W, win.rows[p], win.cols[q]);
+          y[out_off + p * s.Q + q] = at < 0 ? -std::numeric_limits<float>::infinity()
+                                            : x[in_off + at];
+          indices[out_off + p * s.Q + q] = (int32_t)at;
+        }
+    });
+    return;
+  }
   struct Scratch {
     PaddedPlane in;
     std::vector<int32_t> argmax;

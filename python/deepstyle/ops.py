@@ -329,18 +329,46 @@ def _pool_grad(grad_y, x, geometry):
     return grad_y
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """Max pooling; stride defaults to the kernel size, padding counts as -inf."""
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
+               return_indices=False):
+    """Max pooling; stride defaults to the kernel size, padding counts as -inf.
+
+    With ``return_indices`` (NumPy arrays only), returns ``(y, indices)``: int32 indices of
+    y's shape, each the position ``h * W + w`` in its (H, W) plane of the maximum that
+    :func:`max_pool2d_backward` routes the gradient to (PyTorch's convention and tie rule);
+    passing them to the backward makes it a scatter instead of a search.
+    """
     backend = _backend(x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
-    return backend.max_pool2d_forward(x, *geometry)
+    if not return_indices:
+        return backend.max_pool2d_forward(x, *geometry)
+    if backend is not _cpu:
+        raise NotImplementedError("max_pool2d: return_indices is implemented for NumPy arrays "
+                                  "only")
+    return backend.max_pool2d_forward_indices(x, *geometry)
 
 
-def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """Gradient of :func:`max_pool2d` with respect to x (to the first maximum of each window)."""
+def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
+                        indices=None):
+    """Gradient of :func:`max_pool2d` with respect to x (to the first maximum of each window).
+
+    ``indices`` from ``max_pool2d(..., return_indices=True)`` on the same x and geometry skip
+    finding the maxima again (x then only gives the shape).
+    """
     backend = _backend(grad_y, x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
-    return backend.max_pool2d_backward(_pool_grad(grad_y, x, geometry), x, *geometry)
+    grad_y = _pool_grad(grad_y, x, geometry)
+    if indices is None:
+        return backend.max_pool2d_backward(grad_y, x, *geometry)
+    if backend is not _cpu or type(indices) is not np.ndarray:
+        raise TypeError(f"indices: expected a NumPy array with NumPy grad_y and x, got "
+                        f"{type(indices).__name__}")
+    if indices.dtype != np.int32:
+        raise TypeError(f"indices: expected dtype int32 (from max_pool2d(..., "
+                        f"return_indices=True)), got {indices.dtype}")
+    _check_shape(indices, grad_y.shape, "indices")
+    return backend.max_pool2d_backward_indices(grad_y, np.ascontiguousarray(indices), x,
+                                               *geometry)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
