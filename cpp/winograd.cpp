@@ -32,9 +32,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
-#include <ctime>
 
 #include "gemm_blocked.h"
 #include "simd.h"
@@ -357,85 +355,101 @@ int64_t block_panels(const Geometry& g, int64_t o_pad) {
   return std::clamp<int64_t>(by_block, 1, (g.T + NR - 1) / NR);
 }
 
-#ifdef DEEPSTYLE_WINOGRAD_PROFILE  // per-phase times of thread 0, printed per call
-inline double thread_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-#define PHASE_CLOCK(var) const double var = thread_seconds()
-#define PHASE_ADD(slot, since) (omp_get_thread_num() == 0 ? (void)(phase[slot] += thread_seconds() - since) : (void)0)
-#else
-#define PHASE_CLOCK(var)
-#define PHASE_ADD(slot, since)
-#endif
 
+// The buffers of one call and where each ξ's slice starts in them. Each slice begins one cache
+// line past a multiple of its size: slices of a power-of-two size would all map to the same
+// cache sets, and the transforms touch all 36 at once.
+struct Plan {
+  const Geometry& g;
+  int64_t o_panels, o_pad, panels, tb, blocks;  // tb: tiles per block, in `panels` NR-panels
+  int64_t u_xi_stride, v_xi_stride, m_xi_stride;
+  Plan(const Geometry& geometry)
+      : g(geometry), o_panels((g.O + MR - 1) / MR), o_pad(o_panels * MR),
+        panels(block_panels(g, o_pad)), tb(panels * NR), blocks((g.T + tb - 1) / tb),
+        u_xi_stride(o_pad * g.I + kSkew), v_xi_stride(panels * g.I * NR + kSkew),
+        m_xi_stride(o_pad * tb + kSkew) {}
+  int64_t v_size() const { return kXi * v_xi_stride; }
+  int64_t m_size() const { return kXi * m_xi_stride; }
+  int64_t tiles(int64_t block) const { return std::min(tb, g.T - block * tb); }
+};
+
+// V of block b for input channels [i_lo, i_hi).
+void input_phase(const Plan& plan, const float* x, int64_t b, int64_t i_lo, int64_t i_hi,
+                 float* V) {
+  const int64_t groups = (plan.tiles(b) + kLanes - 1) / kLanes;
+  for (int64_t i = i_lo; i < i_hi; ++i)
+    for (int64_t k = 0; k < groups; ++k) {
+      const int64_t t = k * kLanes;
+      transform_input_group(plan.g, x, i, b * plan.tb + t,
+                            V + (t / NR * plan.g.I + i) * NR + t % NR, plan.v_xi_stride);
+    }
+}
+
+// The GEMMs of block b for output-channel panels [p_lo, p_hi), then their output transform.
+void product_phase(const Plan& plan, const float* U, const float* V, int64_t b, int64_t p_lo,
+                   int64_t p_hi, float* M, const float* bias, float* y) {
+  const Geometry& g = plan.g;
+  const int64_t tiles = plan.tiles(b), tile_panels = (tiles + NR - 1) / NR;
+  for (int64_t xi = 0; xi < kXi; ++xi)
+    for (int64_t op = p_lo; op < p_hi; ++op) {
+      const float* a = U + xi * plan.u_xi_stride + op * g.I * MR;
+      for (int64_t p = 0; p < tile_panels; ++p)
+        panel_product(g.I, a, V + xi * plan.v_xi_stride + p * g.I * NR,
+                      M + xi * plan.m_xi_stride + op * MR * plan.tb + p * NR, plan.tb,
+                      std::min<int64_t>(NR, tiles - p * NR));
+    }
+  const int64_t groups = (tiles + kLanes - 1) / kLanes;
+  for (int64_t o = p_lo * MR; o < std::min(g.O, p_hi * MR); ++o)
+    for (int64_t k = 0; k < groups; ++k)
+      transform_output_group(g, M + o * plan.tb + k * kLanes, plan.m_xi_stride, o,
+                             b * plan.tb + k * kLanes, bias ? bias[o] : 0.0f, y);
+}
+
+// With many blocks, each thread takes whole blocks with buffers of its own: no barrier after
+// the filter transform (a descheduled thread on a busy machine delays only its own blocks).
+// With few, the threads share each block: the input transform split by input channel, then,
+// after a barrier, the GEMMs and output transform by output-channel panel (V double-buffered so
+// that one barrier per block suffices).
 void winograd_conv(const Geometry& g, const float* x, const Filters& f, const float* bias,
                    float* y) {
-#ifdef DEEPSTYLE_WINOGRAD_PROFILE
-  double phase[4] = {};
-#endif
-  const int64_t o_panels = (g.O + MR - 1) / MR, o_pad = o_panels * MR;
-  const int64_t panels = block_panels(g, o_pad), tb = panels * NR, blocks = (g.T + tb - 1) / tb;
-  // Each ξ's slice of U, V and M starts one cache line past a multiple of its size: slices of
-  // a power-of-two size would all map to the same cache sets, and the transforms touch all 36.
-  const int64_t u_xi_stride = o_pad * g.I + kSkew, v_xi_stride = panels * g.I * NR + kSkew,
-                m_xi_stride = o_pad * tb + kSkew, v_size = kXi * v_xi_stride;
-  float* U = scratch(kFilterSlot, kXi * u_xi_stride);
-  float* V = scratch(kInputSlot, 2 * v_size);
-  float* M = scratch(kProductSlot, kXi * m_xi_stride);
-  const int64_t filter_groups = (o_pad + kLanes - 1) / kLanes;
-  const int threads =
-      (int)std::max<int64_t>(1, std::min<int64_t>(num_threads(), std::max(o_panels, g.I)));
+  const Plan plan(g);
+  const int threads = (int)std::max<int64_t>(
+      1, std::min<int64_t>(num_threads(), std::max(plan.o_panels, g.I)));
+  const bool whole_blocks = plan.blocks >= 4 * threads;
+  float* U = scratch(kFilterSlot, kXi * plan.u_xi_stride);
+  float* V = whole_blocks ? nullptr : scratch(kInputSlot, 2 * plan.v_size());
+  float* M = whole_blocks ? nullptr : scratch(kProductSlot, plan.m_size());
+  const int64_t filter_groups = (plan.o_pad + kLanes - 1) / kLanes;
 #pragma omp parallel num_threads(threads)
   {
-    PHASE_CLOCK(t_filter);
 #pragma omp for schedule(static)
     for (int64_t fg = 0; fg < filter_groups; ++fg) {
       const int64_t o0 = fg * kLanes;
-      transform_filters(g, f, o_panels, o0, (int)std::min<int64_t>(kLanes, g.O - o0), U,
-                        u_xi_stride);
+      transform_filters(g, f, plan.o_panels, o0, (int)std::min<int64_t>(kLanes, g.O - o0), U,
+                        plan.u_xi_stride);
     }
-    PHASE_ADD(0, t_filter);
-    int64_t p_lo, p_hi;  // this thread's output-channel panels
-    blocked::split_range(o_panels, omp_get_num_threads(), omp_get_thread_num(), p_lo, p_hi);
-    for (int64_t b = 0; b < blocks; ++b) {
-      float* Vb = V + (b & 1) * v_size;
-      const int64_t t0 = b * tb, tiles = std::min(tb, g.T - t0);
-      const int64_t groups = (tiles + kLanes - 1) / kLanes;
-      PHASE_CLOCK(t_input);
+    if (whole_blocks) {
+      float* my_v = scratch(kInputSlot, plan.v_size());
+      float* my_m = scratch(kProductSlot, plan.m_size());
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < g.I; ++i)
-        for (int64_t k = 0; k < groups; ++k) {
-          const int64_t t = k * kLanes, panel = t / NR, lane = t % NR;
-          transform_input_group(g, x, i, t0 + t, Vb + (panel * g.I + i) * NR + lane,
-                                v_xi_stride);
-        }
-      PHASE_ADD(1, t_input);
-      PHASE_CLOCK(t_gemm);
-      const int64_t tile_panels = (tiles + NR - 1) / NR;
-      for (int64_t xi = 0; xi < kXi; ++xi)
-        for (int64_t op = p_lo; op < p_hi; ++op) {
-          const float* a = U + xi * u_xi_stride + op * g.I * MR;
-          for (int64_t p = 0; p < tile_panels; ++p)
-            panel_product(g.I, a, Vb + xi * v_xi_stride + p * g.I * NR,
-                          M + xi * m_xi_stride + op * MR * tb + p * NR, tb,
-                          std::min<int64_t>(NR, tiles - p * NR));
-        }
-      PHASE_ADD(2, t_gemm);
-      PHASE_CLOCK(t_output);
-      for (int64_t o = p_lo * MR; o < std::min(g.O, p_hi * MR); ++o)
-        for (int64_t k = 0; k < groups; ++k)
-          transform_output_group(g, M + o * tb + k * kLanes, m_xi_stride, o, t0 + k * kLanes,
-                                 bias ? bias[o] : 0.0f, y);
-      PHASE_ADD(3, t_output);
+      for (int64_t b = 0; b < plan.blocks; ++b) {
+        input_phase(plan, x, b, 0, g.I, my_v);
+        product_phase(plan, U, my_v, b, 0, plan.o_panels, my_m, bias, y);
+      }
+    } else {
+      int64_t p_lo, p_hi;  // this thread's output-channel panels
+      blocked::split_range(plan.o_panels, omp_get_num_threads(), omp_get_thread_num(), p_lo,
+                           p_hi);
+      for (int64_t b = 0; b < plan.blocks; ++b) {
+        float* Vb = V + (b & 1) * plan.v_size();
+        int64_t i_lo, i_hi;
+        blocked::split_range(g.I, omp_get_num_threads(), omp_get_thread_num(), i_lo, i_hi);
+        input_phase(plan, x, b, i_lo, i_hi, Vb);
+#pragma omp barrier
+        product_phase(plan, U, Vb, b, p_lo, p_hi, M, bias, y);
+      }
     }
   }
-#ifdef DEEPSTYLE_WINOGRAD_PROFILE
-  std::fprintf(stderr, "winograd I=%ld O=%ld T=%ld: filter %.2f input %.2f gemm %.2f output %.2f ms\n",
-               (long)g.I, (long)g.O, (long)g.T, phase[0] * 1e3, phase[1] * 1e3, phase[2] * 1e3,
-               phase[3] * 1e3);
-#endif
 }
 
 }  // namespace
