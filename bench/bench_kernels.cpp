@@ -63,7 +63,7 @@ void bench_gemm() {
     auto a = random_floats(c.M * c.K, 1), b = random_floats(c.K * c.N, 2);
     std::vector<float> out(c.M * c.N);
     const double t = best_seconds([&] {
-      ds::sgemm(false, false, c.M, c.N, c.K, 1.0f, a.data(), c.K, b.data(), c.N, 0.0f,
+      ds::cpu::sgemm(false, false, c.M, c.N, c.K, 1.0f, a.data(), c.K, b.data(), c.N, 0.0f,
                 out.data(), c.N);
     });
     report("sgemm", std::to_string(c.M) + "x" + std::to_string(c.N) + "x" + std::to_string(c.K),
@@ -102,14 +102,14 @@ void bench_conv() {
     std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(s.K);
     const double flops = 2.0 * s.N * s.K * s.P * s.Q * s.C * s.R * s.S;
     report("conv2d forward", c.name,
-           best_seconds([&] { ds::conv2d_forward(s, x.data(), w.data(), bias.data(), y.data()); }),
+           best_seconds([&] { ds::cpu::conv2d_forward(s, x.data(), w.data(), bias.data(), y.data()); }),
            flops);
     report("conv2d grad_x", c.name, best_seconds([&] {
-             ds::conv2d_backward(s, dy.data(), x.data(), w.data(), dx.data(), nullptr, nullptr);
+             ds::cpu::conv2d_backward(s, dy.data(), x.data(), w.data(), dx.data(), nullptr, nullptr);
            }),
            flops);
     report("conv2d grad_w+b", c.name, best_seconds([&] {
-             ds::conv2d_backward(s, dy.data(), x.data(), w.data(), nullptr, dw.data(), db.data());
+             ds::cpu::conv2d_backward(s, dy.data(), x.data(), w.data(), nullptr, dw.data(), db.data());
            }),
            flops);
   }
@@ -135,14 +135,14 @@ void bench_pool() {
     // Pooling is memory-bound: report bytes moved (read x, write y) as "GB/s" in the GFLOP column.
     const double bytes = 4.0 * (x.size() + y.size());
     report("max_pool2d forward", c.name,
-           best_seconds([&] { ds::max_pool2d_forward(s, x.data(), y.data()); }), bytes);
+           best_seconds([&] { ds::cpu::max_pool2d_forward(s, x.data(), y.data()); }), bytes);
     report("max_pool2d backward", c.name,
-           best_seconds([&] { ds::max_pool2d_backward(s, dy.data(), x.data(), dx.data()); }),
+           best_seconds([&] { ds::cpu::max_pool2d_backward(s, dy.data(), x.data(), dx.data()); }),
            bytes + 4.0 * x.size());
     report("avg_pool2d forward", c.name,
-           best_seconds([&] { ds::avg_pool2d_forward(s, true, x.data(), y.data()); }), bytes);
+           best_seconds([&] { ds::cpu::avg_pool2d_forward(s, true, x.data(), y.data()); }), bytes);
     report("avg_pool2d backward", c.name,
-           best_seconds([&] { ds::avg_pool2d_backward(s, true, dy.data(), dx.data()); }), bytes);
+           best_seconds([&] { ds::cpu::avg_pool2d_backward(s, true, dy.data(), dx.data()); }), bytes);
   }
   std::printf("(pooling rows show GB/s of x and y traffic, not GFLOP/s)\n");
 }
@@ -157,9 +157,9 @@ void bench_gram() {
     std::vector<float> g(c.C * c.C), dx(x.size());
     const double flops = 2.0 * c.C * c.C * c.HW;
     report("gram forward", c.name,
-           best_seconds([&] { ds::gram_forward(1, c.C, c.HW, x.data(), g.data()); }), flops);
+           best_seconds([&] { ds::cpu::gram_forward(1, c.C, c.HW, x.data(), g.data()); }), flops);
     report("gram backward", c.name,
-           best_seconds([&] { ds::gram_backward(1, c.C, c.HW, gg.data(), x.data(), dx.data()); }),
+           best_seconds([&] { ds::cpu::gram_backward(1, c.C, c.HW, gg.data(), x.data(), dx.data()); }),
            flops);
   }
 }

@@ -6,7 +6,7 @@
 
 #include "threads.h"
 
-namespace ds {
+namespace ds::cpu {
 namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 16;
@@ -56,4 +56,4 @@ void tanh_backward(int64_t n, const float* grad_y, const float* y, float* grad_x
   elementwise(n, [=](int64_t i) { grad_x[i] = grad_y[i] * (1.0f - y[i] * y[i]); });
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

@@ -2,7 +2,7 @@
 
 #include <cstdint>
 
-namespace ds {
+namespace ds::cpu {
 
 // Elementwise activations over n floats and their backward passes. Backward passes take the
 // forward input x (relu, leaky_relu) or the forward output y (sigmoid, tanh), whichever the
@@ -17,4 +17,4 @@ void sigmoid_backward(int64_t n, const float* grad_y, const float* y, float* gra
 void tanh_forward(int64_t n, const float* x, float* y);
 void tanh_backward(int64_t n, const float* grad_y, const float* y, float* grad_x);
 
-}  // namespace ds
+}  // namespace ds::cpu

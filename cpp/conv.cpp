@@ -30,7 +30,7 @@
 #include "threads.h"
 #include "winograd.h"
 
-namespace ds {
+namespace ds::cpu {
 namespace {
 
 using blocked::MR;
@@ -781,4 +781,4 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
   }
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

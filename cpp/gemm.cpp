@@ -9,7 +9,7 @@
 #include "gemm_blocked.h"
 #include "threads.h"
 
-namespace ds {
+namespace ds::cpu {
 namespace {
 
 void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -45,4 +45,4 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   sgemm_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

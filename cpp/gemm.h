@@ -2,7 +2,7 @@
 
 #include <cstdint>
 
-namespace ds {
+namespace ds::cpu {
 
 // C = alpha * op(A) * op(B) + beta * C, row-major, float32.
 // op(A) is M x K (A is K x M with lda >= M when trans_a), op(B) is K x N (B is N x K when
@@ -11,4 +11,4 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
 
-}  // namespace ds
+}  // namespace ds::cpu

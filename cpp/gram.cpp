@@ -9,7 +9,7 @@
 #include "gemm.h"
 #include "gemm_blocked.h"
 
-namespace ds {
+namespace ds::cpu {
 
 void gram_forward(int64_t N, int64_t C, int64_t HW, const float* x, float* g) {
   const float scale = HW > 0 ? 1.0f / static_cast<float>(HW) : 0.0f;
@@ -37,4 +37,4 @@ void gram_backward(int64_t N, int64_t C, int64_t HW, const float* grad_g, const 
   }
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

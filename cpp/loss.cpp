@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace ds {
+namespace ds::cpu {
 
 double softmax_cross_entropy(int64_t N, int64_t K, const float* logits, const int64_t* labels,
                              float* grad_logits) {
@@ -22,4 +22,4 @@ double softmax_cross_entropy(int64_t N, int64_t K, const float* logits, const in
   return total / static_cast<double>(N);
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

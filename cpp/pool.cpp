@@ -26,7 +26,7 @@
 #include "simd.h"
 #include "threads.h"
 
-namespace ds {
+namespace ds::cpu {
 namespace {
 
 // [lo, hi): the input cells under output cell i along one axis; padded: the window's length
@@ -546,4 +546,4 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const float* grad_y, cons
   return !invalid;
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

@@ -2,15 +2,9 @@
 
 #include <cstdint>
 
-namespace ds {
+#include "shapes.h"
 
-// Geometry of a 2-D pooling in PyTorch's conventions: x (N, C, H, W) -> y (N, C, P, Q). The
-// output size (with ceil_mode already applied) is computed by the caller.
-struct Pool2dShape {
-  int64_t N, C, H, W;
-  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
-  int64_t P, Q;
-};
+namespace ds::cpu {
 
 // Max over each window; padding counts as -inf.
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y);
@@ -33,4 +27,4 @@ void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const floa
 void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_y,
                          float* grad_x);
 
-}  // namespace ds
+}  // namespace ds::cpu

@@ -38,7 +38,7 @@
 #include "simd.h"
 #include "threads.h"
 
-namespace ds {
+namespace ds::cpu {
 namespace {
 
 using blocked::MR;
@@ -490,4 +490,4 @@ void winograd_grad_x(const Conv2dShape& s, const float* grad_y, const float* wei
   winograd_conv(g, grad_y, Filters{weight, 9, s.C * 9, true}, nullptr, grad_x);
 }
 
-}  // namespace ds
+}  // namespace ds::cpu

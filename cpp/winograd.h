@@ -1,8 +1,8 @@
 #pragma once
 
-#include "conv.h"
+#include "shapes.h"
 
-namespace ds {
+namespace ds::cpu {
 
 // Whether a convolution has the geometry the Winograd kernels take: a 3x3 kernel, stride 1,
 // padding at most 2 on each side (grad_x is then a convolution with padding 2 - pad).
@@ -21,4 +21,4 @@ void winograd_forward(const Conv2dShape& s, const float* x, const float* weight,
 void winograd_grad_x(const Conv2dShape& s, const float* grad_y, const float* weight,
                      float* grad_x);
 
-}  // namespace ds
+}  // namespace ds::cpu

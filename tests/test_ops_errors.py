@@ -147,28 +147,56 @@ def test_failed_call_leaves_c_untouched():
     np.testing.assert_array_equal(c, 7.0)
 
 
-_x = np.zeros((1, 2, 5, 5), np.float32)
-_w = np.zeros((3, 2, 3, 3), np.float32)
+def _f32(*shape):
+    return np.zeros(shape, np.float32)
+
+
+def _read_only(*shape):
+    array = _f32(*shape)
+    array.flags.writeable = False
+    return array
+
+
+_x, _w = _f32(1, 2, 5, 5), _f32(3, 2, 3, 3)
+# Geometry tuples in the field order of ds::Conv2dShape / ds::Pool2dShape.
+_conv = (1, 2, 5, 5, 3, 3, 3, 1, 1, 0, 0, 3, 3)
+_pool = (1, 2, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2)
 COMPILED_CALLS = {
-    "conv channels": lambda: _cpu.conv2d_forward(_x, np.zeros((3, 4, 3, 3)), None, 1, 1, 0, 0),
-    "conv kernel": lambda: _cpu.conv2d_forward(_x, np.zeros((3, 2, 9, 3)), None, 1, 1, 0, 0),
-    "conv bias": lambda: _cpu.conv2d_forward(_x, _w, np.zeros(2), 1, 1, 0, 0),
-    "conv stride": lambda: _cpu.conv2d_forward(_x, _w, None, 0, 1, 0, 0),
-    "conv grad_y": lambda: _cpu.conv2d_backward(np.zeros(5), _x, _w, 1, 1, 0, 0, True, True, True),
-    "pool windows past input": lambda: _cpu.max_pool2d_forward(_x, 2, 2, 2, 2, 0, 0, 4, 2),
-    "pool grad_y": lambda: _cpu.avg_pool2d_backward(np.zeros(3), _x, 2, 2, 2, 2, 0, 0, 2, 2, True),
-    "gram grad_g": lambda: _cpu.gram_backward(np.zeros((1, 2, 3)), _x),
-    "relu grad_y": lambda: _cpu.relu_backward(np.zeros(3), np.zeros(4)),
-    "gemm shapes": lambda: _cpu.gemm(np.zeros((2, 3)), np.zeros((4, 5)),
-                                     np.zeros((2, 5), np.float32), False, False, 1.0, 0.0),
-    "label out of range": lambda: _cpu.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 3])),
-    "label count": lambda: _cpu.softmax_cross_entropy(np.zeros((2, 3)), np.array([0])),
+    "conv weight size": lambda: _cpu.conv2d_forward(_x, _f32(3, 4, 3, 3), None, _f32(1, 3, 3, 3), _conv),
+    "conv output too large": lambda: _cpu.conv2d_forward(
+        _x, _w, None, _f32(1, 3, 4, 3), (1, 2, 5, 5, 3, 3, 3, 1, 1, 0, 0, 4, 3)),
+    "conv bias": lambda: _cpu.conv2d_forward(_x, _w, _f32(2), _f32(1, 3, 3, 3), _conv),
+    "conv stride": lambda: _cpu.conv2d_forward(
+        _x, _w, None, _f32(1, 3, 3, 3), (1, 2, 5, 5, 3, 3, 3, 0, 1, 0, 0, 3, 3)),
+    "conv grad_y": lambda: _cpu.conv2d_backward(_f32(5), _x, _w, None, None, None, _conv),
+    "conv grad_x": lambda: _cpu.conv2d_backward(_f32(1, 3, 3, 3), _x, _w, _f32(3), None, None,
+                                                _conv),
+    "conv algo": lambda: _cpu.conv2d_forward(_x, _w, None, _f32(1, 3, 3, 3), _conv, 3),
+    "conv grad algo": lambda: _cpu.conv2d_backward(_f32(1, 3, 3, 3), _x, _w, _f32(1, 2, 5, 5),
+                                                   None, None, _conv, -1),
+    "pool indices size": lambda: _cpu.max_pool2d_forward_indices(
+        _x, _f32(1, 2, 2, 2), np.zeros((1, 2, 2, 1), np.int32), _pool),
+    "pool indices dtype": lambda: _cpu.max_pool2d_backward_indices(
+        _f32(1, 2, 2, 2), np.zeros((1, 2, 2, 2), np.int64), _f32(1, 2, 5, 5), _pool),
+    "pool index outside": lambda: _cpu.max_pool2d_backward_indices(
+        _f32(1, 2, 2, 2), np.full((1, 2, 2, 2), 25, np.int32), _f32(1, 2, 5, 5), _pool),
+    "pool windows past input": lambda: _cpu.max_pool2d_forward(
+        _x, _f32(1, 2, 4, 2), (1, 2, 5, 5, 2, 2, 2, 2, 0, 0, 4, 2)),
+    "pool grad_y": lambda: _cpu.avg_pool2d_backward(_f32(3), _f32(1, 2, 5, 5), _pool, True),
+    "gram grad_g": lambda: _cpu.gram_backward(_f32(1, 2, 3), _x, _f32(1, 2, 5, 5), 1, 2, 25),
+    "relu grad_y": lambda: _cpu.relu_backward(_f32(3), _f32(4), _f32(4), 4),
+    "read-only output": lambda: _cpu.relu_forward(_f32(4), _read_only(4), 4),
+    "gemm shapes": lambda: _cpu.gemm(_f32(2, 3), _f32(4, 5), _f32(2, 5), False, False, 2, 5, 3,
+                                     1.0, 0.0),
+    "label out of range": lambda: _cpu.softmax_cross_entropy(_f32(2, 3), np.array([0, 3]),
+                                                             _f32(2, 3), 2, 3),
+    "label count": lambda: _cpu.softmax_cross_entropy(_f32(2, 3), np.array([0]), _f32(2, 3), 2, 3),
 }
 
 
 @pytest.mark.parametrize("call", COMPILED_CALLS.values(), ids=COMPILED_CALLS.keys())
 def test_compiled_module_checks_buffers_itself(call):
     """deepstyle._cpu is reachable without ops' checks; inconsistent buffers are an error there
-    too, never an out-of-bounds read."""
-    with pytest.raises(ValueError):
+    too, never an out-of-bounds read or write."""
+    with pytest.raises((ValueError, TypeError)):
         call()

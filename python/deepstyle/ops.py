@@ -3,9 +3,11 @@
 Conventions follow PyTorch's functional API: float32, NCHW activations, weights shaped
 (out_channels, in_channels, kh, kw), ``stride``/``padding`` as an int or an (h, w) pair, output
 sizes rounded down (or up with ``ceil_mode``). Every function validates its arguments here, with
-errors that name the argument and give the expected and the actual value, and then dispatches on
-the array type: NumPy arrays run on the C++ kernels (``deepstyle._cpu``), CuPy arrays on the CUDA
-kernels (``deepstyle._cuda``) when that backend is built.
+errors that name the argument and give the expected and the actual value, computes every output
+shape, allocates the outputs with the arrays' own library (NumPy or CuPy) and hands the buffers
+to a backend that only fills them: NumPy arrays go to the C++ kernels (``deepstyle._cpu``), CuPy
+arrays to the CUDA kernels (``deepstyle._cuda``) when that backend is built. Both backends
+export the same function table (``cpp/bind_kernels.h``).
 
 Inputs may be any real numeric array; they are converted to C-contiguous float32, copying only
 when needed.
@@ -17,7 +19,7 @@ import numbers
 
 import numpy as np
 
-from . import _cpu
+from .backend import array_module, kernels
 
 __all__ = [
     "gemm",
@@ -46,40 +48,11 @@ __all__ = [
 # --- argument checking and backend dispatch ---------------------------------------------------
 
 
-def _cupy_module(array):
-    """The cupy module if ``array`` is a CuPy array, else None (without importing CuPy)."""
-    module = type(array).__module__
-    if module.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return None
-
-
-def _backend(*arrays):
-    """Kernel module for the arrays: _cpu for NumPy, _cuda for CuPy; they may not be mixed."""
-    if all(type(a) is np.ndarray or a is None for a in arrays):  # the common case, kept cheap
-        return _cpu
-    on_gpu = [_cupy_module(a) is not None for a in arrays if a is not None]
-    if not any(on_gpu):
-        return _cpu
-    if not all(on_gpu):
-        raise TypeError("arrays must all be NumPy arrays or all CuPy arrays, not a mix of both")
-    try:
-        from . import _cuda
-    except ImportError as exc:
-        raise RuntimeError(
-            "CuPy arrays need the CUDA backend (deepstyle._cuda), which this build does not "
-            "include"
-        ) from exc
-    return _cuda
-
-
 def _as_float32(array, name):
     """``array`` as a C-contiguous float32 array of its own library (NumPy or CuPy)."""
     if type(array) is np.ndarray and array.dtype == np.float32 and array.flags.c_contiguous:
         return array  # already what the kernels take: skip the checks below (per-call cost)
-    xp = _cupy_module(array) or np
+    xp = array_module(array)
     if not isinstance(array, (np.ndarray, numbers.Number)) and xp is np:
         if isinstance(array, (list, tuple)):
             array = np.asarray(array)
@@ -144,6 +117,8 @@ def _check_output(c, xp, shape, inputs):
 
 def _pair(value, name, minimum):
     """An int or an (h, w) pair of ints, each at least ``minimum``, as a tuple (h, w)."""
+    if type(value) is int and value >= minimum:  # the common case, kept cheap
+        return value, value
     if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
         pair = (int(value), int(value))
     elif (
@@ -170,7 +145,7 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     writes into ``c``, which must be a C-contiguous float32 array of the result's shape, and
     returns it.
     """
-    backend = _backend(a, b, c)
+    backend, xp = kernels(a, b, c)
     a = _as_float32(a, "a")
     b = _as_float32(b, "b")
     _check_ndim(a, 2, "a", "(rows, cols)")
@@ -185,13 +160,12 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
             f"trans_b={trans_b})"
         )
     alpha, beta = _real(alpha, "alpha"), _real(beta, "beta")
-    xp = _cupy_module(a) or np
     if c is None:
         c = xp.empty((m, n), dtype=xp.float32)
         beta = 0.0
     else:
         _check_output(c, xp, (m, n), {"a": a, "b": b})
-    backend.gemm(a, b, c, bool(trans_a), bool(trans_b), alpha, beta)
+    backend.gemm(a, b, c, bool(trans_a), bool(trans_b), m, n, k, alpha, beta)
     return c
 
 
@@ -199,9 +173,14 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
 
 
 def conv2d_output_size(input_hw, kernel_hw, stride=1, padding=0):
-    """(P, Q) of a convolution, rounding down like PyTorch."""
-    (h, w), (r, s) = input_hw, kernel_hw
-    (sh, sw), (ph, pw) = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    """(P, Q) of a convolution, rounding down like PyTorch (the one place this is computed)."""
+    return _conv_output_size(input_hw, kernel_hw, _pair(stride, "stride", 1),
+                             _pair(padding, "padding", 0))
+
+
+def _conv_output_size(input_hw, kernel_hw, stride, padding):
+    """conv2d_output_size for checked (h, w) pairs (the one place the formula lives)."""
+    (h, w), (r, s), (sh, sw), (ph, pw) = input_hw, kernel_hw, stride, padding
     return (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
 
 
@@ -226,22 +205,24 @@ def _conv_args(x, weight, stride, padding):
             f"weight: expected a kernel no larger than the padded input {padded} "
             f"(x.shape={tuple(x.shape)}, padding={padding}), got {tuple(weight.shape[2:])}"
         )
-    return x, weight, stride, padding
+    p, q = _conv_output_size(x.shape[2:], weight.shape[2:], stride, padding)
+    # Field order of ds::Conv2dShape: N, C, H, W, K, R, S, strides, paddings, P, Q.
+    geometry = (*x.shape, weight.shape[0], *weight.shape[2:], *stride, *padding, p, q)
+    return x, weight, geometry
 
 
 _CONV_ALGOS = {"auto": 0, "direct": 1, "winograd": 2}  # ds::ConvAlgo
 
 
-def _conv_algo(algo, weight, stride, padding):
-    """The kernel's code for ``algo``; "winograd" needs a 3x3 kernel, stride 1, padding <= 2."""
-    if algo not in _CONV_ALGOS:
+def _conv_algo(algo, geometry):
+    """The kernels' code for ``algo``; "winograd" needs a 3x3 kernel, stride 1, padding <= 2."""
+    if not isinstance(algo, str) or algo not in _CONV_ALGOS:
         raise ValueError(f"algo: expected one of {sorted(_CONV_ALGOS)}, got {algo!r}")
-    if algo == "winograd" and (
-        tuple(weight.shape[2:]) != (3, 3) or stride != (1, 1) or max(padding) > 2
-    ):
+    kernel, stride, padding = geometry[5:7], geometry[7:9], geometry[9:11]
+    if algo == "winograd" and (kernel != (3, 3) or stride != (1, 1) or max(padding) > 2):
         raise ValueError(
-            "algo: 'winograd' needs a 3x3 kernel, stride 1 and padding at most 2, got kernel "
-            f"{tuple(weight.shape[2:])}, stride {stride}, padding {padding}"
+            f"algo: 'winograd' needs a 3x3 kernel, stride 1 and padding at most 2, got kernel "
+            f"{kernel}, stride {stride}, padding {padding}"
         )
     return _CONV_ALGOS[algo]
 
@@ -250,18 +231,19 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, algo="auto"):
     """2-D convolution (cross-correlation, as in PyTorch): x (N, C, H, W), weight (K, C, R, S),
     bias (K,) or None -> (N, K, P, Q).
 
-    ``algo`` picks the CPU algorithm: "auto" (Winograd F(4x4, 3x3) for 3x3 stride-1 layers
-    with enough channels, else direct), "direct" or "winograd" (3x3, stride 1, padding <= 2).
+    ``algo`` picks the algorithm: "auto" (on the CPU, Winograd F(4x4, 3x3) for 3x3 stride-1
+    layers with enough channels, else direct), "direct", or "winograd" (3x3 kernels, stride 1,
+    padding at most 2; its rounding error is about 10x direct summation's).
     """
-    backend = _backend(x, weight, bias)
-    x, weight, stride, padding = _conv_args(x, weight, stride, padding)
-    code = _conv_algo(algo, weight, stride, padding)
+    backend, xp = kernels(x, weight, bias)
+    x, weight, geometry = _conv_args(x, weight, stride, padding)
+    code = _conv_algo(algo, geometry)
     if bias is not None:
         bias = _as_float32(bias, "bias")
         _check_shape(bias, (weight.shape[0],), "bias")
-    if backend is not _cpu:
-        return backend.conv2d_forward(x, weight, bias, *stride, *padding)
-    return backend.conv2d_forward(x, weight, bias, *stride, *padding, code)
+    y = xp.empty((x.shape[0], weight.shape[0], *geometry[-2:]), dtype=xp.float32)
+    backend.conv2d_forward(x, weight, bias, y, geometry, code)
+    return y
 
 
 def conv2d_backward(grad_y, x, weight, stride=1, padding=0, *, need_x=True, need_weight=True,
@@ -270,18 +252,18 @@ def conv2d_backward(grad_y, x, weight, stride=1, padding=0, *, need_x=True, need
 
     A gradient that is not needed (``need_x=False`` etc.) is returned as None and not computed,
     which saves a GEMM per image when, say, only the input gradient is wanted. ``algo`` picks
-    the algorithm of grad_x as in :func:`conv2d`.
+    the algorithm of grad_x as in :func:`conv2d` (grad_weight is always direct).
     """
-    backend = _backend(grad_y, x, weight)
-    x, weight, stride, padding = _conv_args(x, weight, stride, padding)
-    code = _conv_algo(algo, weight, stride, padding)
+    backend, xp = kernels(grad_y, x, weight)
+    x, weight, geometry = _conv_args(x, weight, stride, padding)
+    code = _conv_algo(algo, geometry)
     grad_y = _as_float32(grad_y, "grad_y")
-    p, q = conv2d_output_size(x.shape[2:], weight.shape[2:], stride, padding)
-    _check_shape(grad_y, (x.shape[0], weight.shape[0], p, q), "grad_y")
-    flags = (bool(need_x), bool(need_weight), bool(need_bias))
-    if backend is not _cpu:
-        return backend.conv2d_backward(grad_y, x, weight, *stride, *padding, *flags)
-    return backend.conv2d_backward(grad_y, x, weight, *stride, *padding, *flags, code)
+    _check_shape(grad_y, (x.shape[0], weight.shape[0], *geometry[-2:]), "grad_y")
+    grad_x = xp.empty(x.shape, dtype=xp.float32) if need_x else None
+    grad_weight = xp.empty(weight.shape, dtype=xp.float32) if need_weight else None
+    grad_bias = xp.empty(weight.shape[:1], dtype=xp.float32) if need_bias else None
+    backend.conv2d_backward(grad_y, x, weight, grad_x, grad_weight, grad_bias, geometry, code)
+    return grad_x, grad_weight, grad_bias
 
 
 # --- pooling ----------------------------------------------------------------------------------
@@ -320,7 +302,12 @@ def _pool_args(x, kernel_size, stride, padding, ceil_mode):
             f"(x.shape={tuple(x.shape)}, padding={padding}), got {kernel}"
         )
     out = pool2d_output_size(x.shape[2:], kernel, stride, padding, ceil_mode)
-    return x, (*kernel, *stride, *padding, *out)
+    # Field order of ds::Pool2dShape: N, C, H, W, kernel, stride, padding, P, Q.
+    return x, (*x.shape, *kernel, *stride, *padding, *out)
+
+
+def _pool_output(x, geometry, xp):
+    return xp.empty((*x.shape[:2], *geometry[-2:]), dtype=xp.float32)
 
 
 def _pool_grad(grad_y, x, geometry):
@@ -338,14 +325,18 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
     :func:`max_pool2d_backward` routes the gradient to (PyTorch's convention and tie rule);
     passing them to the backward makes it a scatter instead of a search.
     """
-    backend = _backend(x)
+    backend, xp = kernels(x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
+    y = _pool_output(x, geometry, xp)
     if not return_indices:
-        return backend.max_pool2d_forward(x, *geometry)
-    if backend is not _cpu:
+        backend.max_pool2d_forward(x, y, geometry)
+        return y
+    if xp is not np:
         raise NotImplementedError("max_pool2d: return_indices is implemented for NumPy arrays "
                                   "only")
-    return backend.max_pool2d_forward_indices(x, *geometry)
+    indices = np.empty(y.shape, dtype=np.int32)
+    backend.max_pool2d_forward_indices(x, y, indices, geometry)
+    return y, indices
 
 
 def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
@@ -355,36 +346,42 @@ def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mod
     ``indices`` from ``max_pool2d(..., return_indices=True)`` on the same x and geometry skip
     finding the maxima again (x then only gives the shape).
     """
-    backend = _backend(grad_y, x)
+    backend, xp = kernels(grad_y, x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
     grad_y = _pool_grad(grad_y, x, geometry)
+    grad_x = xp.empty(x.shape, dtype=xp.float32)
     if indices is None:
-        return backend.max_pool2d_backward(grad_y, x, *geometry)
-    if backend is not _cpu or type(indices) is not np.ndarray:
+        backend.max_pool2d_backward(grad_y, x, grad_x, geometry)
+        return grad_x
+    if xp is not np or type(indices) is not np.ndarray:
         raise TypeError(f"indices: expected a NumPy array with NumPy grad_y and x, got "
                         f"{type(indices).__name__}")
     if indices.dtype != np.int32:
         raise TypeError(f"indices: expected dtype int32 (from max_pool2d(..., "
                         f"return_indices=True)), got {indices.dtype}")
     _check_shape(indices, grad_y.shape, "indices")
-    return backend.max_pool2d_backward_indices(grad_y, np.ascontiguousarray(indices), x,
-                                               *geometry)
+    backend.max_pool2d_backward_indices(grad_y, np.ascontiguousarray(indices), grad_x, geometry)
+    return grad_x
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """Average pooling with PyTorch's divisor rules for padding and ceil mode."""
-    backend = _backend(x)
+    backend, xp = kernels(x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
-    return backend.avg_pool2d_forward(x, *geometry, bool(count_include_pad))
+    y = _pool_output(x, geometry, xp)
+    backend.avg_pool2d_forward(x, y, geometry, bool(count_include_pad))
+    return y
 
 
 def avg_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True):
     """Gradient of :func:`avg_pool2d` with respect to x."""
-    backend = _backend(grad_y, x)
+    backend, xp = kernels(grad_y, x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
-    return backend.avg_pool2d_backward(_pool_grad(grad_y, x, geometry), x, *geometry,
-                                       bool(count_include_pad))
+    grad_x = xp.empty(x.shape, dtype=xp.float32)
+    backend.avg_pool2d_backward(_pool_grad(grad_y, x, geometry), grad_x, geometry,
+                                bool(count_include_pad))
+    return grad_x
 
 
 # --- Gram matrices ----------------------------------------------------------------------------
@@ -393,73 +390,90 @@ def avg_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mod
 def gram(x):
     """Gram matrices of feature maps: x (N, C, H, W) -> (N, C, C), ``F @ F.T / (H*W)`` with
     F = x reshaped to (N, C, H*W)."""
-    backend = _backend(x)
+    backend, xp = kernels(x)
     x = _as_float32(x, "x")
     _check_nonempty_maps(x)
-    return backend.gram_forward(x)
+    n, c, h, w = x.shape
+    g = xp.empty((n, c, c), dtype=xp.float32)
+    backend.gram_forward(x, g, n, c, h * w)
+    return g
 
 
 def gram_backward(grad_g, x):
     """Gradient of :func:`gram` with respect to x."""
-    backend = _backend(grad_g, x)
+    backend, xp = kernels(grad_g, x)
     x = _as_float32(x, "x")
     _check_nonempty_maps(x)
     grad_g = _as_float32(grad_g, "grad_g")
-    _check_shape(grad_g, (x.shape[0], x.shape[1], x.shape[1]), "grad_g")
-    return backend.gram_backward(grad_g, x)
+    n, c, h, w = x.shape
+    _check_shape(grad_g, (n, c, c), "grad_g")
+    grad_x = xp.empty(x.shape, dtype=xp.float32)
+    backend.gram_backward(grad_g, x, grad_x, n, c, h * w)
+    return grad_x
 
 
 # --- activations ------------------------------------------------------------------------------
 
 
-def _same_shape_pair(grad_y, saved, saved_name):
+def _elementwise(kernel, x, *scalars):
+    """y = f(x) by the backend function named ``kernel``."""
+    backend, xp = kernels(x)
+    x = _as_float32(x, "x")
+    y = xp.empty_like(x)
+    getattr(backend, kernel)(x, y, x.size, *scalars)
+    return y
+
+
+def _elementwise_backward(kernel, grad_y, saved, saved_name, *scalars):
+    """grad_x from grad_y and the saved forward input or output, by the function ``kernel``."""
+    backend, xp = kernels(grad_y, saved)
     saved = _as_float32(saved, saved_name)
     grad_y = _as_float32(grad_y, "grad_y")
     _check_shape(grad_y, saved.shape, "grad_y")
-    return grad_y, saved
+    grad_x = xp.empty_like(saved)
+    getattr(backend, kernel)(grad_y, saved, grad_x, saved.size, *scalars)
+    return grad_x
 
 
 def relu(x):
     """max(x, 0)."""
-    return _backend(x).relu_forward(_as_float32(x, "x"))
+    return _elementwise("relu_forward", x)
 
 
 def relu_backward(grad_y, x):
     """grad_y where x > 0, else 0."""
-    return _backend(grad_y, x).relu_backward(*_same_shape_pair(grad_y, x, "x"))
+    return _elementwise_backward("relu_backward", grad_y, x, "x")
 
 
 def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, else negative_slope * x."""
-    slope = _real(negative_slope, "negative_slope")
-    return _backend(x).leaky_relu_forward(_as_float32(x, "x"), slope)
+    return _elementwise("leaky_relu_forward", x, _real(negative_slope, "negative_slope"))
 
 
 def leaky_relu_backward(grad_y, x, negative_slope=0.01):
     """grad_y where x > 0, else negative_slope * grad_y."""
     slope = _real(negative_slope, "negative_slope")
-    grad_y, x = _same_shape_pair(grad_y, x, "x")
-    return _backend(grad_y, x).leaky_relu_backward(grad_y, x, slope)
+    return _elementwise_backward("leaky_relu_backward", grad_y, x, "x", slope)
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x))."""
-    return _backend(x).sigmoid_forward(_as_float32(x, "x"))
+    return _elementwise("sigmoid_forward", x)
 
 
 def sigmoid_backward(grad_y, y):
     """grad_y * y * (1 - y), from the forward output y."""
-    return _backend(grad_y, y).sigmoid_backward(*_same_shape_pair(grad_y, y, "y"))
+    return _elementwise_backward("sigmoid_backward", grad_y, y, "y")
 
 
 def tanh(x):
     """Hyperbolic tangent."""
-    return _backend(x).tanh_forward(_as_float32(x, "x"))
+    return _elementwise("tanh_forward", x)
 
 
 def tanh_backward(grad_y, y):
     """grad_y * (1 - y**2), from the forward output y."""
-    return _backend(grad_y, y).tanh_backward(*_same_shape_pair(grad_y, y, "y"))
+    return _elementwise_backward("tanh_backward", grad_y, y, "y")
 
 
 # --- loss -------------------------------------------------------------------------------------
@@ -470,10 +484,9 @@ def softmax_cross_entropy(logits, labels):
 
     logits (N, K) float; labels (N,) integer class indices in [0, K).
     """
-    backend = _backend(logits, labels)
+    backend, xp = kernels(logits, labels)
     logits = _as_float32(logits, "logits")
     _check_ndim(logits, 2, "logits", "(N, classes)")
-    xp = _cupy_module(logits) or np
     labels = xp.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels: expected integer class indices, got dtype {labels.dtype}")
@@ -487,5 +500,7 @@ def softmax_cross_entropy(logits, labels):
         raise ValueError(
             f"labels: expected class indices in [0, {logits.shape[1] - 1}], got {bad}"
         )
-    loss, grad = backend.softmax_cross_entropy(logits, xp.ascontiguousarray(labels, dtype=xp.int64))
+    grad = xp.empty_like(logits)
+    labels = xp.ascontiguousarray(labels, dtype=xp.int64)
+    loss = backend.softmax_cross_entropy(logits, labels, grad, *logits.shape)
     return float(loss), grad

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend import array_module
 from ..image import write_atomically
 from . import arch as vgg_arch
 from . import keras3
@@ -39,14 +40,6 @@ from .pth import TorchFile
 
 
 # --- input conventions ----------------------------------------------------------------------
-
-
-def _array_module(array):
-    if type(array).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
 
 
 _MAX_INPUT_MAGNITUDE = 1e6
@@ -96,7 +89,7 @@ class InputConvention:
 
     def preprocess(self, image):
         """(H, W, 3) RGB image in [0, 1] -> (1, 3, H, W) float32 network input."""
-        xp = _array_module(image)
+        xp = array_module(image)
         image = xp.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image: expected an (H, W, 3) RGB array, got shape {tuple(image.shape)}")
@@ -113,7 +106,7 @@ class InputConvention:
 
     def deprocess(self, x):
         """(1, 3, H, W) or (3, H, W) network input -> (H, W, 3) RGB float32 clipped to [0, 1]."""
-        xp = _array_module(x)
+        xp = array_module(x)
         x = xp.asarray(x)
         if x.ndim == 4 and x.shape[0] == 1:
             x = x[0]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import ops
+from ..backend import array_module
 
 
 class QuadraticCost:
@@ -13,14 +12,15 @@ class QuadraticCost:
     backward (the 1/N makes a mini-batch step the mean of eq. (17))."""
 
     def __call__(self, output, target):
-        output = np.asarray(output)
-        target = np.asarray(target)
+        xp = array_module(output)
+        output = xp.asarray(output)
+        target = xp.asarray(target)
         if output.ndim != 2 or target.shape != output.shape:
             raise ValueError(f"target: expected shape {output.shape} (2-D, like output), got "
                              f"{target.shape}")
         diff = output - target
         n = output.shape[0]
-        return 0.5 * float(np.vdot(diff, diff)) / n, (diff / n).astype(output.dtype, copy=False)
+        return 0.5 * float(xp.vdot(diff, diff)) / n, (diff / n).astype(output.dtype, copy=False)
 
 
 class SoftmaxCrossEntropy:

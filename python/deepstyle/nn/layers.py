@@ -18,15 +18,18 @@ import os
 import numpy as np
 
 from .. import ops
+from ..backend import array_module
 from ..image import write_atomically
 from . import init
 
 
 def _float32(x):
-    """``x`` as a C-contiguous float32 array, copying only when it is not one already."""
+    """``x`` as a C-contiguous float32 array of its own library (NumPy or CuPy), copying only
+    when it is not one already."""
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
         return x
-    return np.ascontiguousarray(x, dtype=np.float32)
+    xp = array_module(x)
+    return xp.ascontiguousarray(x, dtype=xp.float32)
 
 
 def _positive_int(value, name):
@@ -167,8 +170,11 @@ class Conv2d(_Parametric):
     """2-D convolution, weight (out_channels, in_channels, k, k), bias (out_channels,).
 
     ``init`` is "he" (default), "glorot" or "paper". A frozen layer (``trainable = False``)
-    computes only the input gradient in backward.
+    computes only the input gradient in backward; a first layer, whose input is the data,
+    needs none: ``need_input_grad = False`` skips it (backward then returns None).
     """
+
+    need_input_grad = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  rng=None, init="he"):
@@ -191,8 +197,8 @@ class Conv2d(_Parametric):
         x = self._take_saved()
         learn = self.trainable
         grad_x, grad_w, grad_b = ops.conv2d_backward(
-            grad_y, x, self.weight, self.stride, self.padding, need_weight=learn,
-            need_bias=learn and self.bias is not None)
+            grad_y, x, self.weight, self.stride, self.padding, need_x=self.need_input_grad,
+            need_weight=learn, need_bias=learn and self.bias is not None)
         self.grad_weight, self.grad_bias = grad_w, grad_b
         return grad_x
 
@@ -279,12 +285,15 @@ class _Pool(Layer):
 
 
 class MaxPool2d(_Pool):
-    """Max pooling with PyTorch's semantics (padding counts as -inf). The forward keeps the
-    argmax indices (int32, a quarter of the input for 2x2 windows), so that the backward is a
-    scatter rather than a second search."""
+    """Max pooling with PyTorch's semantics (padding counts as -inf). On NumPy arrays the
+    forward keeps the argmax indices (int32, a quarter of the input for 2x2 windows), so that
+    the backward is a scatter rather than a second search."""
 
     def forward(self, x):
         x = _float32(x)
+        if type(x) is not np.ndarray:  # CuPy: the backward finds the maxima again
+            self._saved = x, None
+            return ops.max_pool2d(x, *self._geometry())
         y, indices = ops.max_pool2d(x, *self._geometry(), return_indices=True)
         self._saved = x, indices
         return y
@@ -332,13 +341,14 @@ class Dropout(Layer):
             self._saved = ()  # nothing to scale by, but a backward may follow
             return x
         scale = np.float32(1.0 / (1.0 - self.p))
-        self._saved = mask = (self.rng.random(x.shape, dtype=np.float32) >= self.p) * scale
+        mask = (self.rng.random(x.shape, dtype=np.float32) >= self.p) * scale
+        self._saved = mask = array_module(x).asarray(mask)  # drawn on the host: one generator
         return x * mask
 
     def backward(self, grad_y):
         mask = self._take_saved()
         grad_y = _float32(grad_y)
-        return grad_y * mask if isinstance(mask, np.ndarray) else grad_y
+        return grad_y if isinstance(mask, tuple) else grad_y * mask
 
     def extra_repr(self):
         return f"p={self.p}"

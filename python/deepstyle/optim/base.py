@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from ..backend import array_module
+
 
 def _check_rate(value, name, low, high=math.inf, low_open=False):
     bad = (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
@@ -46,7 +48,7 @@ class Optimizer:
     def _buffer(self, slot, name, value):
         buffers = self._state[slot]
         if name not in buffers:
-            buffers[name] = np.zeros_like(value)  # CuPy's own for a CuPy array
+            buffers[name] = array_module(value).zeros_like(value)
         return buffers[name]
 
     def step(self, lr=None):

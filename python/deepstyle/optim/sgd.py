@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import array_module
+
 from .base import Optimizer, _check_rate
 
 
@@ -89,5 +91,5 @@ class Adam(Optimizer):
             v *= b2
             v += (1 - b2) * grad * grad
             step = lr * self.multiplier(name) / correction1
-            value -= np.float32(step) * m / (np.sqrt(v / np.float32(correction2))
-                                             + np.float32(self.eps))
+            root = array_module(v).sqrt(v / np.float32(correction2))
+            value -= np.float32(step) * m / (root + np.float32(self.eps))

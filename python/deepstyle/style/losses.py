@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ops
-from .optim import array_module
+from ..backend import array_module
 
 __all__ = [
     "Normalisation",

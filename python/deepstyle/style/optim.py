@@ -11,18 +11,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from ..backend import array_module
 
 __all__ = ["array_module", "LBFGS", "Adam"]
-
-
-def array_module(x):
-    """``cupy`` for a CuPy array, else ``numpy``."""
-    if type(x).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
 
 
 def _dot(a, b):
@@ -87,7 +78,7 @@ class LBFGS:
         """One iteration; returns the new loss."""
         if self.done:
             return self.f
-        if not np.isfinite(_dot(self.grad, self.grad)) or _dot(self.grad, self.grad) == 0.0:
+        if not math.isfinite(_dot(self.grad, self.grad)) or _dot(self.grad, self.grad) == 0.0:
             self.done, self.message = True, "the gradient is zero"
             return self.f
         d = self.direction()
