@@ -51,3 +51,16 @@ def no_user_weights(tmp_path_factory, monkeypatch):
     `deepstyle weights fetch` was run must give the same results as a fresh one."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("empty-cache")))
     monkeypatch.delenv("DEEPSTYLE_WEIGHTS", raising=False)
+
+
+# AddressSanitizer reserves terabytes of address space for its shadow memory, so the tests that
+# bound a subprocess's address space cannot run under scripts/sanitize.sh.
+UNDER_ADDRESS_SANITIZER = "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
+@pytest.fixture
+def run_python_limited(run_python):
+    """run_python, for code that sets RLIMIT_AS itself: skipped under AddressSanitizer."""
+    if UNDER_ADDRESS_SANITIZER:
+        pytest.skip("an address-space limit cannot apply under AddressSanitizer")
+    return run_python
