@@ -10,7 +10,7 @@ import pytest
 import parallel_training_job as job
 from deepstyle import nn, optim
 from deepstyle.distributed import RankFailed, World, launched_ranks
-from deepstyle.parallel_training import DataParallel, shard_bounds
+from deepstyle.parallel_training import DataParallel, mpi_is_cuda_aware, shard_bounds
 from mpirun import mpirun, needs_mpi
 
 STEPS = 300
@@ -87,6 +87,15 @@ def test_describe_says_where_the_buffer_lives():
     assert "one flat float32 buffer (351 values" in line and "in host memory" in line
 
 
+def test_cuda_awareness_can_be_forced(monkeypatch):
+    """The GPU paths need a GPU (not in CI); the choice between them is tested here."""
+    monkeypatch.delenv("DEEPSTYLE_MPI_CUDA_AWARE", raising=False)
+    assert mpi_is_cuda_aware() in (True, False)  # no MPI loaded in this process: False
+    for value, aware in (("1", True), ("0", False)):
+        monkeypatch.setenv("DEEPSTYLE_MPI_CUDA_AWARE", value)
+        assert mpi_is_cuda_aware() is aware
+
+
 def load(path):
     with np.load(path) as saved:
         return {name: saved[name] for name in saved.files}
@@ -135,3 +144,27 @@ def test_a_rank_that_dies_ends_the_job(tmp_path):
                     timeout=120)
     assert result.returncode != 0
     assert "rank 1" in result.stderr and "signal 9" in result.stderr, result.stderr
+
+
+@needs_mpi
+def test_train_command_on_three_ranks_matches_one_process(tmp_path, capsys):
+    """`mpirun -n 3 deepstyle train ... --distributed` (batch 20 = 7+7+6) ends with the weights of
+    the same command in one process; rank 0 alone reports and writes."""
+    from deepstyle import cli
+    from deepstyle.classify import checkpoint
+    from test_data import write_fashion
+
+    write_fashion(tmp_path / "data", np.random.default_rng(0), n_train=160, n_test=20)
+    command = ["train", "linear", "--data", tmp_path / "data", "--epochs", 3, "--batch-size", 20,
+               "--validation", 20, "--quiet"]
+    assert cli.main([str(a) for a in command + ["--out", tmp_path / "one"]]) == 0
+    capsys.readouterr()
+    result = mpirun(3, "-m", "deepstyle", *command, "--out", tmp_path / "three", "--distributed")
+    assert result.returncode == 0, result.stderr
+    assert "global batch 20 = 6+7+7" in result.stderr and result.stdout.count("test accuracy") == 1
+    expected = checkpoint.load(str(tmp_path / "one" / "checkpoint.npz"))[1]
+    assert_same_weights(checkpoint.load(str(tmp_path / "three" / "checkpoint.npz"))[1], expected)
+
+    result = mpirun(2, "-m", "deepstyle", *command, "--out", tmp_path / "alone")
+    assert result.returncode != 0 and "add --distributed" in result.stderr
+    assert not (tmp_path / "alone").exists()

@@ -17,12 +17,13 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 
 def test_cifar_cnn_shapes_and_initialisation():
     net = cifar_cnn(3, rng=0)
-    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    a = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
     shapes = []
     for name, layer in net.named_layers():
-        x = layer.forward(x)
+        x = a = layer.forward(a)
         shapes.append((name, x.shape[1:]))
-    net.clear()
+    assert net.backward(np.ones_like(x)) is None  # the first conv skips the images' gradient
+    assert net["conv1"].grad_weight is not None
     got = dict(shapes)
     assert got["pool1"] == (32, 16, 16) and got["pool2"] == (32, 8, 8)
     assert got["pool3"] == (64, 4, 4) and got["relu4"] == (64, 1, 1) and got["flatten"] == (10,)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
 
 from . import _cpu
 
@@ -50,16 +51,33 @@ def _threads_from_environment() -> None:
     try:
         set_num_threads(int(value))
     except (TypeError, ValueError):
-        raise ValueError(
+        error = ValueError(
             f"{_THREADS_VARIABLE}: expected an integer thread count from 1 to {MAX_THREADS}, "
             f"got {value!r}"
-        ) from None
+        )
+        _end_in_one_line(error)
+        raise error from None
+
+
+def _end_in_one_line(error):
+    """If ``error`` ends the program (``deepstyle info`` with a bad setting), print its one line
+    rather than a traceback through the import machinery."""
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if exc is error:
+            print(f"{exc_type.__name__}: {exc}", file=sys.stderr)
+        else:
+            previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
 
 
 _threads_from_environment()
 
 from . import ops  # noqa: E402
+from . import paint  # noqa: E402  (callable: deepstyle.paint(content, style, **options) -> image)
 from .backend import cuda_available  # noqa: E402
 
-__all__ = ["ops", "set_num_threads", "get_num_threads", "backends", "cuda_available",
+__all__ = ["ops", "paint", "set_num_threads", "get_num_threads", "backends", "cuda_available",
            "__version__"]

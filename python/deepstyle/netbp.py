@@ -228,7 +228,12 @@ def run(args):
     plt = _pyplot()
     interrupted = False
     for extra_point in [False, True] if args.extra_point else [False]:
-        s = experiment(args, extra_point, plt)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+                s = experiment(args, extra_point, plt)
+        except optim.TrainingDiverged as exc:
+            print(f"deepstyle netbp: error: {exc} (--eta {args.eta:g})", file=sys.stderr)
+            return 1
         label = f"{s['points']} points"
         print(f"{label}: cost (sum of squared errors, as Listing 6.1; 2N x eq. (9)) "
               f"{s['initial_cost']:.4g} -> {s['final_cost']:.4g} after "

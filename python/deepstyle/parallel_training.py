@@ -33,7 +33,7 @@ import numpy as np
 from .distributed import RankFailed
 from .backend import array_module
 
-__all__ = ["DataParallel", "ShardedSampler", "shard_bounds", "mpi_is_cuda_aware"]
+__all__ = ["DataParallel", "ShardedSampler", "shard_bounds", "mpi_is_cuda_aware", "distribute"]
 
 
 def shard_bounds(batch_size, ranks):
@@ -177,3 +177,22 @@ class DataParallel:
             self.buffer.get(out=self.host)
             self.world.allreduce_sum(self.host)
             self.buffer.set(self.host)
+
+
+def distribute(trainer, world):
+    """Make a :class:`deepstyle.classify.Trainer` (after any ``restore``) this rank's part of a
+    data-parallel run: its slice of each batch, the gradient exchange, a clean stop of every
+    rank when a step fails on one, dropout masks of its own (its generator jumped ahead by the
+    rank, far from every other rank's), and outputs -- checkpoints, history, progress -- from
+    rank 0 alone. The batch flips draw from the shared seed, the same on every rank, as in one
+    process. Returns the :class:`DataParallel`."""
+    parallel = DataParallel(world, trainer.net, trainer.recipe.batch_size)
+    trainer.sampler = parallel.shard(trainer.sampler)
+    trainer.after_backward = parallel.after_backward
+    trainer.wrap_steps = parallel.guard
+    for generator in {id(g): g for g in trainer.dropout_rngs}.values():
+        generator.bit_generator.state = generator.bit_generator.jumped(world.rank).state
+    if not world.is_root:
+        trainer.out = trainer.on_epoch = None
+        trainer.progress = False
+    return parallel

@@ -52,6 +52,7 @@ def cifar_cnn(in_channels, classes=10, dropout=False, rng=None):
         layers += max_pool + [(f"relu{i}", nn.ReLU())] + avg_pool
         if dropout:
             layers.append((f"drop{i}", nn.Dropout(p, rng=rng)))
+    layers[0][1].need_input_grad = False  # the images need no gradient: saves ~10% of a step
     fc = nn.Conv2d(64, classes, 1, rng=rng)
     fc.weight[...] = 0.05 * rng.standard_normal(fc.weight.shape)
     fc.bias[...] = 0.0

@@ -136,6 +136,7 @@ class Trainer:
         self.model, self.dataset, self.recipe, self.seed = model, dataset, recipe, seed
         self.out, self.progress, self.stream = out, progress, stream
         self.after_backward, self.on_epoch = after_backward, on_epoch
+        self.wrap_steps = None  # e.g. DataParallel.guard: the steps runner, wrapped
         self.rngs = _streams(seed)
         x, y, vx, vy = split_validation(dataset.train_images, dataset.train_labels,
                                         recipe.validation, self.rngs["split"])
@@ -224,6 +225,8 @@ class Trainer:
         if self.progress:
             callbacks.append(EpochProgress(self.metrics, self.recipe.epochs, self.stream))
         self.net.train()
+        if self.wrap_steps is not None:
+            steps = self.wrap_steps(steps)
         state = optim.run_loop(steps, self.sampler, self.recipe.epochs * per_epoch,
                                schedule=self.recipe.schedule(), callbacks=callbacks,
                                start=self.run.epochs_done * per_epoch)

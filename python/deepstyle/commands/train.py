@@ -13,6 +13,8 @@ from ..classify.models import MODELS
 from ..classify.recipes import default_recipe
 from ..classify.trainer import CHECKPOINT, Trainer
 from ..data import DATASETS, DataError, load_dataset
+from ..distributed import RankFailed, World, launched_ranks, set_threads_per_rank, world
+from ..parallel_training import distribute
 
 _RECIPE_SWITCHES = {  # option -> (recipe field, help)
     "flip": "horizontal flip of the whole batch with probability 0.5 (default: on for cifar-cnn)",
@@ -50,6 +52,10 @@ def add_arguments(parser):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel over the ranks mpirun started (mpirun -n N deepstyle "
+                             "train ... --distributed): each rank takes its slice of every batch, "
+                             "one Allreduce per step sums the gradients, rank 0 writes the outputs")
 
 
 def recipe_from(args):
@@ -78,8 +84,30 @@ def recipe_from(args):
     return recipe
 
 
+def _world(args):
+    """The ranks to train over: all of mpirun's with --distributed, else this process alone."""
+    ranks = launched_ranks()
+    if args.distributed:
+        return world()
+    if ranks > 1:
+        raise ValueError(f"started as one of {ranks} MPI ranks: add --distributed to train "
+                         "together (each rank alone would write the same files)")
+    return World()
+
+
 def run(args):
     name = "deepstyle train"
+    try:
+        current = _world(args)
+    except (ValueError, RuntimeError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    with current.abort_on_error(name):
+        return _run(args, current, name)
+
+
+def _run(args, current, name):
+    root = current.is_root
     try:
         recipe = recipe_from(args)
         out = args.out or f"train-{args.model}"
@@ -98,14 +126,27 @@ def run(args):
                           out=out, progress=not args.quiet, on_epoch=on_epoch)
         if args.resume:
             trainer.restore(resume_from)
-            print(f"resuming after epoch {trainer.run.epochs_done} of {recipe.epochs}")
+            if root:
+                print(f"resuming after epoch {trainer.run.epochs_done} of {recipe.epochs}")
+        if args.distributed:
+            set_threads_per_rank(current)
+            parallel = distribute(trainer, current)
+            if root:
+                print(parallel.describe(), file=sys.stderr)
         result = trainer.fit()
+    except RankFailed as exc:  # a step failed on some rank: every rank stopped at that step
+        if root:
+            print(f"{name}: error: {exc}; the last checkpoint is in {out} (--resume continues)",
+                  file=sys.stderr)
+        return 1
     except (ValueError, DataError, checkpoint.CheckpointError) as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 1
+    if not root:
+        return 130 if result.interrupted else 0
     if result.interrupted:
         print(f"interrupted: {result.epochs_done} epochs are in {os.path.join(out, CHECKPOINT)}; "
               f"run the same command with --resume to continue", file=sys.stderr)

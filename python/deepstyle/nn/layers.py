@@ -170,8 +170,11 @@ class Conv2d(_Parametric):
     """2-D convolution, weight (out_channels, in_channels, k, k), bias (out_channels,).
 
     ``init`` is "he" (default), "glorot" or "paper". A frozen layer (``trainable = False``)
-    computes only the input gradient in backward.
+    computes only the input gradient in backward; a first layer, whose input is the data,
+    needs none: ``need_input_grad = False`` skips it (backward then returns None).
     """
+
+    need_input_grad = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  rng=None, init="he"):
@@ -194,8 +197,8 @@ class Conv2d(_Parametric):
         x = self._take_saved()
         learn = self.trainable
         grad_x, grad_w, grad_b = ops.conv2d_backward(
-            grad_y, x, self.weight, self.stride, self.padding, need_weight=learn,
-            need_bias=learn and self.bias is not None)
+            grad_y, x, self.weight, self.stride, self.padding, need_x=self.need_input_grad,
+            need_weight=learn, need_bias=learn and self.bias is not None)
         self.grad_weight, self.grad_bias = grad_w, grad_b
         return grad_x
 

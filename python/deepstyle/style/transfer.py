@@ -27,7 +27,8 @@ __all__ = ["Settings", "Progress", "Painter", "estimate_memory", "deepest_layer"
 @dataclass(frozen=True)
 class Settings:
     """Everything a run needs besides the images and the network. ``sizes`` lists the longer
-    side of each stage, coarse to fine; ``iterations`` is per stage; ``learning_rate`` (Adam)
+    side of each stage, coarse to fine; ``iterations`` is per stage (one count for all, or one
+    per stage: coarse stages are cheap, so they can run longer); ``learning_rate`` (Adam)
     is in [0, 1] image units per step."""
 
     content_layers: tuple = PRESETS[DEFAULT_PRESET].content_layers
@@ -37,7 +38,7 @@ class Settings:
     tv_weight: float = PRESETS[DEFAULT_PRESET].tv_weight
     normalisation: Normalisation = PRESETS[DEFAULT_PRESET].normalisation
     sizes: tuple = (512,)
-    iterations: int = 500
+    iterations: int | tuple = 500
     optimizer: str = "lbfgs"
     history: int = 20
     learning_rate: float = 0.01
@@ -47,6 +48,12 @@ class Settings:
     style_blend: tuple | None = None
     style_scale: float = 1.0
     preserve_colors: bool = False
+
+    def stage_iterations(self, stage):
+        """Iterations of stage ``stage`` (0-based)."""
+        if isinstance(self.iterations, tuple):
+            return self.iterations[stage] if len(self.iterations) > 1 else self.iterations[0]
+        return self.iterations
 
     @classmethod
     def from_preset(cls, name, **overrides):
@@ -66,8 +73,11 @@ class Settings:
             raise ValueError(f"optimizer: expected 'lbfgs' or 'adam', got {self.optimizer!r}")
         if not self.sizes or any(not isinstance(s, int) or s < 1 for s in self.sizes):
             raise ValueError(f"sizes: expected positive integer sizes, got {self.sizes!r}")
-        if not isinstance(self.iterations, int) or self.iterations < 0:
-            raise ValueError(f"iterations: expected a non-negative integer, got {self.iterations!r}")
+        counts = self.iterations if isinstance(self.iterations, tuple) else (self.iterations,)
+        if (not all(isinstance(n, int) and n >= 0 for n in counts)
+                or len(counts) not in (1, len(self.sizes))):
+            raise ValueError(f"iterations: expected a non-negative integer or one per stage "
+                             f"({len(self.sizes)}), got {self.iterations!r}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -279,14 +289,15 @@ class Painter:
             optimizer = self._optimizer(fun, x0)
             started = time.perf_counter()
             done_before = self.iteration
-            while self.iteration < settings.iterations and not optimizer.done:
+            iterations = settings.stage_iterations(self.stage)
+            while self.iteration < iterations and not optimizer.done:
                 optimizer.step()
                 self.iteration += 1
                 if on_iteration is not None:
                     elapsed = time.perf_counter() - started
                     on_iteration(Progress(
                         stage=self.stage, stages=len(self.shapes), size=shape,
-                        iteration=self.iteration, iterations=settings.iterations,
+                        iteration=self.iteration, iterations=iterations,
                         loss=self.best_loss, parts=dict(self.best_parts),
                         evaluations=objective.evaluations,
                         seconds_per_iteration=elapsed / (self.iteration - done_before),
@@ -295,7 +306,7 @@ class Painter:
             self.stage += 1
             self.iteration = 0
         self.stage = len(self.shapes) - 1
-        self.iteration = settings.iterations
+        self.iteration = settings.stage_iterations(self.stage)
         return self.image()
 
     def _optimizer(self, fun, x0):
