@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -123,7 +124,8 @@ def mpirun(ranks, *args):
 
 
 def paint_batch(ranks, images, iterations):
-    """Wall seconds of ``deepstyle paint-batch`` over ``images`` generated 96 px images."""
+    """(wall seconds, CPU seconds of all ranks) of ``deepstyle paint-batch`` over ``images``
+    generated 96 px images."""
     from PIL import Image
 
     folder = tempfile.mkdtemp(prefix="bench-paint-batch-")
@@ -134,12 +136,13 @@ def paint_batch(ranks, images, iterations):
             pixels = rng.integers(0, 256, (72, 96, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(os.path.join(folder, "in", f"{i:03d}.png"))
         Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(os.path.join(folder, "style.png"))
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         mpirun(ranks, "-m", "deepstyle", "paint-batch", os.path.join(folder, "in"),
                os.path.join(folder, "style.png"), "-o", os.path.join(folder, "out"), "--size", "96",
                "--iterations", str(iterations), "--weights", "random", "--arch", "vgg16",
                "--content-layers", "relu3_1", "--style-layers", "relu1_1,relu2_1,relu3_1")
-        return time.perf_counter() - began
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.perf_counter() - began, (used.ru_utime + used.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
     finally:
         shutil.rmtree(folder)
 
@@ -194,9 +197,12 @@ def main():
     painted = {ranks: paint_batch(ranks, args.images, args.iterations) for ranks in (1, 2)}
     print(f"paint-batch: {args.images} images of 96x72 px, {args.iterations} L-BFGS iterations, "
           f"random VGG16 to relu3_1 (wall time including start-up)")
-    for ranks, seconds in painted.items():
-        print(f"  N={ranks}: {60 * args.images / seconds:6.1f} images/min ({seconds:.1f} s)")
-    print(f"  scaling efficiency N=2: {painted[1] / (2 * painted[2]):.2f}")
+    for ranks, (seconds, cpu) in painted.items():
+        print(f"  N={ranks}: {60 * args.images / seconds:6.1f} images/min ({seconds:.1f} s wall); "
+              f"{cpu / args.images:.2f} CPU-s per image -> {60 * args.images * ranks / cpu:.1f} "
+              f"images/min on an idle machine")
+    print(f"  scaling efficiency N=2: {painted[1][0] / (2 * painted[2][0]):.2f} wall, "
+          f"{painted[1][1] / painted[2][1]:.2f} from CPU times")
     gflops, rows = estimate(train)
     print(f"paper estimate, 8 machines of 2 cores like this one (ring allreduce, {LATENCY_S * 1e6:.0f} us "
           f"per message; compute from the N=1 step here, {gflops:.0f} GFLOP/s per core; VGG at 224 px)")

@@ -3,7 +3,6 @@
 # needs no CUDA toolkit at all.
 option(DEEPSTYLE_CUDA "Build the CUDA backend when nvcc is found" ON)
 option(DEEPSTYLE_CUDA_EMULATION "Build deepstyle._cuda_emulated for the tests" ON)
-option(DEEPSTYLE_SANITIZE "Build deepstyle._cuda_emulated with AddressSanitizer + UBSan" OFF)
 # Real sm_80 (A100, RTX 30/40, L4) and sm_90 (H100) code plus sm_90 PTX for newer GPUs.
 # Overridable with -DCMAKE_CUDA_ARCHITECTURES=... or the DEEPSTYLE_CUDA_ARCHITECTURES variable.
 set(DEEPSTYLE_CUDA_ARCHITECTURES "80-real;90" CACHE STRING "GPU architectures of deepstyle._cuda")
@@ -55,11 +54,5 @@ if(DEEPSTYLE_CUDA_EMULATION)
   # -O1: the emulated kernels only have to be checked, not fast, and build time counts in CI.
   target_compile_options(_cuda_emulated PRIVATE -O1 -Wall -Wextra -Wno-unknown-pragmas)
   target_link_libraries(_cuda_emulated PRIVATE Threads::Threads)
-  if(DEEPSTYLE_SANITIZE)
-    set(sanitize -fsanitize=address,undefined -fno-sanitize-recover=undefined
-        -fno-omit-frame-pointer)
-    target_compile_options(_cuda_emulated PRIVATE ${sanitize})
-    target_link_options(_cuda_emulated PRIVATE ${sanitize})
-  endif()
   list(APPEND DEEPSTYLE_MODULES _cuda_emulated)
 endif()

@@ -53,6 +53,19 @@ def no_user_weights(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("DEEPSTYLE_WEIGHTS", raising=False)
 
 
+# AddressSanitizer reserves terabytes of address space for its shadow memory, so the tests that
+# bound a subprocess's address space cannot run under scripts/sanitize.sh.
+UNDER_ADDRESS_SANITIZER = "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
+@pytest.fixture
+def run_python_limited(run_python):
+    """run_python, for code that sets RLIMIT_AS itself: skipped under AddressSanitizer."""
+    if UNDER_ADDRESS_SANITIZER:
+        pytest.skip("an address-space limit cannot apply under AddressSanitizer")
+    return run_python
+
+
 # --- backends --------------------------------------------------------------------------------
 # Tests marked `cuda` need a real CUDA device (and CuPy): they skip without one. Where one
 # answers, every test of the test_ops_* modules (bar the error-message ones) runs twice, on the

@@ -4,14 +4,10 @@ arrays per block), run through deepstyle.ops on small awkward shapes -- not mult
 64 x 64 x 16 GEMM tile, strides and paddings at the edges, ceil mode -- against the float64
 references, and, where the arithmetic is the same (max pooling, activations), against the C++
 kernels exactly. This is what checks the CUDA indexing, tiling, bounds and synchronisation on
-every CI run, without a GPU; CI also runs it under AddressSanitizer + UBSan
-(DEEPSTYLE_EMULATED_MODULE names the instrumented build).
+every CI run, without a GPU; CI also runs it under AddressSanitizer + UBSan (scripts/sanitize.sh).
 
 Shapes stay small: every CUDA thread is an OS thread here.
 """
-
-import importlib.util
-import os
 
 import numpy as np
 import pytest
@@ -20,26 +16,15 @@ import reference as ref
 from deepstyle import backend, ops
 
 
-def _load_emulated():
-    path = os.environ.get("DEEPSTYLE_EMULATED_MODULE")
-    if not path:
-        try:
-            from deepstyle import _cuda_emulated
-        except ImportError:
-            pytest.skip("deepstyle._cuda_emulated was not built (DEEPSTYLE_CUDA_EMULATION=OFF)")
-        return _cuda_emulated
-    spec = importlib.util.spec_from_file_location("deepstyle._cuda_emulated", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def emulated(monkeypatch):
     """NumPy arrays go to the emulated CUDA kernels instead of the C++ ones for this test."""
-    module = _load_emulated()
-    monkeypatch.setattr(backend, "_HOST", (module, np))
-    return module
+    try:
+        from deepstyle import _cuda_emulated
+    except ImportError:
+        pytest.skip("deepstyle._cuda_emulated was not built (DEEPSTYLE_CUDA_EMULATION=OFF)")
+    monkeypatch.setattr(backend, "_HOST", (_cuda_emulated, np))
+    return _cuda_emulated
 
 
 def on_cpu(fn, *args, **kwargs):

@@ -51,7 +51,8 @@ print(json.dumps(results))
 """
 
 
-def test_image_bombs_are_checked_before_decoding_and_decoded_at_reduced_scale(tmp_path, run_python):
+def test_image_bombs_are_checked_before_decoding_and_decoded_at_reduced_scale(tmp_path, run_python_limited):
+    run_python = run_python_limited
     tiny_declaring_huge = png_declaring(tmp_path / "declares-1e8.png", 10000, 10000)
     pillow_bomb = png_declaring(tmp_path / "30000.png", 30000, 30000)
     # a real 18 Mpx picture (all black, 6 KB): decoding it is fine, converting it whole to float is not

@@ -244,6 +244,9 @@ def test_train_command_on_real_fashion_mnist(tmp_path, capsys):
     (["--epochs", "0"], "--epochs: expected a positive integer, got 0"),
     (["--limit", "10"], "--limit: expected at least the batch size (100), got 10"),
     (["--lr", "-1"], "--lr: expected a positive learning rate"),
+    (["--seed", "-1"], "--seed: expected a non-negative integer, got -1"),
+    (["--validation", "-1"], "--validation: expected a non-negative integer, got -1"),
+    (["--batch-size", "0"], "--batch-size: expected a positive integer, got 0"),
     (["--resume"], "--resume: no checkpoint"),
     (["--data", "/nonexistent"], "--data: /nonexistent is not a folder"),
 ])
@@ -260,3 +263,33 @@ def test_evaluate_command_errors(tmp_path, capsys):
     np.savez(bad, x=np.zeros(2))
     assert cli.main(["evaluate", str(bad)]) == 2
     assert "not a deepstyle train checkpoint" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_finished_epochs_and_resume_finishes(tmp_path, capsys, monkeypatch):
+    from deepstyle.classify import trainer
+    from deepstyle.data.idx import write_idx
+
+    d = synthetic(n=300)
+    for part, x, y in (("train", d.train_images, d.train_labels),
+                       ("t10k", d.test_images, d.test_labels)):
+        write_idx(str(tmp_path / f"{part}-images-idx3-ubyte"), x[:, 0])
+        write_idx(str(tmp_path / f"{part}-labels-idx1-ubyte"), y.astype(np.uint8))
+    args = ["train", "linear", "--data", str(tmp_path), "--epochs", "3", "--batch-size", "50",
+            "--validation", "50", "--out", str(tmp_path / "run"), "--quiet"]
+    batches = []
+    real = trainer.RunningMetrics.__call__
+
+    def interrupt_in_epoch_two(self, *a):
+        batches.append(1)
+        if len(batches) == 7:  # 5 batches per epoch
+            raise KeyboardInterrupt
+        return real(self, *a)
+
+    monkeypatch.setattr(trainer.RunningMetrics, "__call__", interrupt_in_epoch_two)
+    assert cli.main(args) == 130
+    assert "interrupted: 1 epochs are in" in capsys.readouterr().err
+    monkeypatch.setattr(trainer.RunningMetrics, "__call__", real)
+    assert cli.main(args + ["--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming after epoch 1 of 3" in out and "test accuracy" in out
+    assert len(list(csv.DictReader(open(tmp_path / "run" / "history.csv")))) == 3

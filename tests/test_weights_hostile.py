@@ -245,9 +245,9 @@ def crafted_h5_files(tmp_path):
 
 
 @pytest.mark.parametrize("family", [crafted_pth_files, crafted_npz_files, crafted_mat_files, crafted_h5_files])
-def test_crafted_files_are_refused_in_one_line_within_bounded_memory(tmp_path, run_python, family):
+def test_crafted_files_are_refused_in_one_line_within_bounded_memory(tmp_path, run_python_limited, family):
     files = family(tmp_path)
-    results = load_limited(run_python, [path for path, _ in files.values()])
+    results = load_limited(run_python_limited, [path for path, _ in files.values()])
     for name, (path, expected) in files.items():
         outcome, message, grown = results[str(path)]
         if expected:

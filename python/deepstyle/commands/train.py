@@ -71,13 +71,16 @@ def recipe_from(args):
         value = getattr(args, name)
         if value is not None:
             if value < (0 if name == "validation" else 1):
-                raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, "
+                kind = "a non-negative" if name == "validation" else "a positive"
+                raise ValueError(f"--{name.replace('_', '-')}: expected {kind} integer, "
                                  f"got {value}")
             setattr(recipe, name, value)
     for name in _RECIPE_SWITCHES:
         if getattr(args, name) is not None:
             setattr(recipe, name, getattr(args, name))
     recipe.dropout = args.dropout
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
     if args.limit is not None and args.limit < recipe.batch_size:
         raise ValueError(f"--limit: expected at least the batch size ({recipe.batch_size}), "
                          f"got {args.limit}")
