@@ -15,10 +15,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
 
+// One algorithm (implicit GEMM) for every ConvAlgo value.
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
-                    float* y);
+                    float* y, ConvAlgo algo = ConvAlgo::kAuto);
 void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
-                     const float* weight, float* grad_x, float* grad_weight, float* grad_bias);
+                     const float* weight, float* grad_x, float* grad_weight, float* grad_bias,
+                     ConvAlgo algo = ConvAlgo::kAuto);
 
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y);
 void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float* x,

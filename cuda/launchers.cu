@@ -35,13 +35,14 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 }
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
-                    float* y) {
+                    float* y, ConvAlgo) {
   run_gemm("conv2d_forward",
            ConvForward{s.K, s.N * s.P * s.Q, s.C * s.R * s.S, s, x, weight, bias, y});
 }
 
 void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
-                     const float* weight, float* grad_x, float* grad_weight, float* grad_bias) {
+                     const float* weight, float* grad_x, float* grad_weight, float* grad_bias,
+                     ConvAlgo) {
   if (grad_x)
     run_gemm("conv2d_backward (grad_x)",
              ConvGradInput{s.C, s.N * s.H * s.W, s.K * s.R * s.S, s, grad_y, weight, grad_x});

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from deepstyle.cli import main
-from deepstyle.models import fetch as fetch_module
+from deepstyle import image as image_module
 from deepstyle.models.fetch import SOURCES, FetchError, UrlSource, WheelSource, fetch, file_status
 
 PAYLOAD = os.urandom(300_000)  # several read chunks' worth is not needed: one MiB chunk, a few calls
@@ -106,10 +106,10 @@ def test_a_corrupt_present_file_is_fetched_again(server, tmp_path):
 
 
 def test_disk_full_is_one_line_and_keeps_nothing(server, tmp_path, monkeypatch):
-    def full(self, data):
+    def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(fetch_module._AtomicFile, "write", full)
+    monkeypatch.setattr(image_module.os, "fsync", full)  # where a full disk shows at the latest
     with pytest.raises(FetchError, match=r"test: disk full writing into .* MiB\)"):
         fetch(url_source(f"{server}/good"), tmp_path)
     assert os.listdir(tmp_path) == []

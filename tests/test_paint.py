@@ -193,7 +193,7 @@ def test_other_bad_requests(tiny, pictures, tmp_path, capsys):
 def test_unknown_vgg_layer_is_refused_before_loading_anything(pictures, tmp_path, capsys):
     content, style = pictures
     code, err = paint_main(capsys, content, style, "-o", tmp_path / "o.png", "--style-layers", "relu9_1")
-    assert_one_line_error(code, err, "relu9_1 not in vgg19")
+    assert_one_line_error(code, err, "relu9_1 not in vgg16")
 
 
 def test_the_real_command_on_a_random_vgg(pictures, tmp_path):
@@ -243,5 +243,5 @@ def test_named_vgg_layers_without_weights_run_on_a_random_vgg(pictures, tmp_path
     code, err = paint_main(capsys, content, style, "-o", out, "--size", "32", "--iterations", "1",
                            "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1")
     assert code == 0, err
-    assert "VGG19 with random weights" in err
+    assert "VGG16 with random weights" in err
     assert out.exists()

@@ -209,15 +209,17 @@ def test_expected_time_is_printed_from_the_first_iteration(tiny, pictures, tmp_p
     code, err = paint_main(capsys, content, style, "-o", tmp_path / "o.png", "--scales", "16,32",
                            "--iterations", 3, *TINY)
     assert code == 0, err
-    assert "first iteration took" in err and "expect about" in err
+    assert "one evaluation takes" in err and "expect about" in err
 
 
 def test_expected_seconds_scales_with_pixels():
     from deepstyle.style import Settings
 
-    settings = Settings(sizes=(16, 32), iterations=(10, 5))
+    settings = Settings(sizes=(16, 32), iterations=(10, 5), optimizer="adam")  # one evaluation an iteration
     assert paint.expected_seconds(1.0, [(16, 16), (32, 32)], settings) == pytest.approx(10 + 5 * 4)
     assert paint.expected_seconds(2.0, [(16, 16), (32, 32)], settings, stage=1) == pytest.approx(10)
+    lbfgs = Settings(sizes=(16,), iterations=10)
+    assert paint.expected_seconds(1.0, [(16, 16)], lbfgs) == pytest.approx(10 * paint.EVALUATIONS_PER_ITERATION)
 
 
 def test_help_names_the_weights_command():

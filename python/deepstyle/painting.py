@@ -66,8 +66,8 @@ def choose_network(weights=None, arch=None, preset=None, content_layers=None, st
     named = bool(content_layers or style_layers) or arch is not None or pooling != "avg"
     if weights is None:
         weights = models.find_weights(None, arch or preset.arch)
-        if weights is None and arch is None and preset.name == DEFAULT_PRESET:
-            weights = models.default_weights()  # the default layers exist in VGG16 and VGG19
+        if weights is None and arch is None:  # the pretrained network there is, VGG16 or VGG19
+            weights = models.default_weights()
     is_random = isinstance(weights, str) and weights.startswith("random") and not os.path.exists(weights)
     if weights is not None and not is_random and not isinstance(weights, models.Weights):
         weights = models.load_weights(weights)

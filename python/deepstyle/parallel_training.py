@@ -112,8 +112,9 @@ class DataParallel:
         """This rank's step raised ``error``: say so on stderr, then join the step's exchange
         with the failure flag set; every rank (this one too) raises RankFailed."""
         message = f"{type(error).__name__}: {error}"
-        print(f"deepstyle: rank {self.world.rank} of {self.world.size}: {message}", file=sys.stderr,
-              flush=True)
+        # one write, so that mpirun does not interleave it with other ranks' lines
+        sys.stderr.write(f"deepstyle: rank {self.world.rank} of {self.world.size}: {message}\n")
+        sys.stderr.flush()
         self._exchange(None, failed=True, message=message)
 
     def guard(self, steps):

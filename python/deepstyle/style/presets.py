@@ -38,12 +38,14 @@ PRESETS = {
     for preset in (
         Preset(
             name="deepstyle",
-            summary="the default: VGG19, content relu4_2, style relu1_1..relu5_1 weighted 1/5, each loss "
-            "relative to its target's size (so the weights mean the same on any network, pretrained "
-            "or random), TV as a mean",
-            arch="vgg19",
+            summary="the default, tuned on the pretrained VGG16 (`deepstyle weights fetch vgg16`): "
+            "content relu4_2, style relu1_1, relu2_1, relu3_1, relu4_1 weighted 10, 10, 0.5, 0.01 "
+            "(the shallow layers carry the palette and brush work; the deep ones blot the picture), "
+            "each loss relative to its target's size (so the weights mean the same on any network, "
+            "pretrained or random), TV as a mean",
+            arch="vgg16",
             content_layers=("relu4_2",),
-            style_layers=_equal(GATYS_STYLE_LAYERS),
+            style_layers={"relu1_1": 10.0, "relu2_1": 10.0, "relu3_1": 0.5, "relu4_1": 0.01},
             content_weight=1.0,
             style_weight=100.0,
             tv_weight=1e-4,
