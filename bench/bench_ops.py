@@ -114,9 +114,17 @@ def pool_cases(rng, quick):
         gy = rng_array(rng, *y.shape)
         tx = torch.from_numpy(x) if torch else None
         tgy = torch.from_numpy(gy) if torch else None
+        _, indices = ops.max_pool2d(x, k, s, ceil_mode=ceil, return_indices=True)
         yield ("max_pool fwd", name, None, lambda: ops.max_pool2d(x, k, s, ceil_mode=ceil), None,
                (lambda: F.max_pool2d(tx, k, s, ceil_mode=ceil)) if torch else None)
-        yield ("max_pool bwd", name, None,
+        yield ("max_pool fwd+idx", name, None,
+               lambda: ops.max_pool2d(x, k, s, ceil_mode=ceil, return_indices=True), None,
+               (lambda: F.max_pool2d(tx, k, s, ceil_mode=ceil, return_indices=True))
+               if torch else None)
+        yield ("max_pool bwd idx", name, None,
+               lambda: ops.max_pool2d_backward(gy, x, k, s, ceil_mode=ceil, indices=indices), None,
+               torch_max_pool_backward(tx, tgy, k, s, ceil))
+        yield ("max_pool bwd x", name, None,
                lambda: ops.max_pool2d_backward(gy, x, k, s, ceil_mode=ceil), None,
                torch_max_pool_backward(tx, tgy, k, s, ceil))
         yield ("avg_pool fwd", name, None, lambda: ops.avg_pool2d(x, k, s, ceil_mode=ceil), None,
@@ -188,7 +196,7 @@ def main():
     print(f"deepstyle {deepstyle.__version__}, {args.threads} threads, "
           f"{'CPU' if args.cpu_time else 'wall'} time; NumPy {np.__version__} "
           f"({blas_kernel()}); PyTorch {torch.__version__ if torch else 'not installed'}")
-    header = (f"| {'op':<14} | {'shape':<26} | {'ours ms':>9} | {'GFLOP/s':>7} | {'NumPy ms':>9} "
+    header = (f"| {'op':<16} | {'shape':<26} | {'ours ms':>9} | {'GFLOP/s':>7} | {'NumPy ms':>9} "
               f"| {'speedup':>7} | {'torch ms':>9} | {'speedup':>7} |")
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
@@ -205,7 +213,7 @@ def main():
                 return f"{t / t_ours:7.2f}" if t is not None else f"{'-':>7}"
 
             gflops = f"{flops / t_ours * 1e-9:7.1f}" if flops else f"{'-':>7}"
-            print(f"| {op:<14} | {shape:<26} | {cell(t_ours)} | {gflops} | {cell(t_np)} "
+            print(f"| {op:<16} | {shape:<26} | {cell(t_ours)} | {gflops} | {cell(t_np)} "
                   f"| {ratio(t_np)} | {cell(t_torch)} | {ratio(t_torch)} |", flush=True)
 
 

@@ -55,6 +55,12 @@ T* optional_out(py::handle obj, int64_t n, const char* name) {
   return obj.is_none() ? nullptr : Backend::template out<T>(obj, n, name);
 }
 
+inline const char* conv_algo_error(int algo) {
+  return algo >= static_cast<int>(ConvAlgo::kAuto) && algo <= static_cast<int>(ConvAlgo::kWinograd)
+             ? nullptr
+             : "conv2d: algo must be 0 (auto), 1 (direct) or 2 (winograd)";
+}
+
 inline void check_geometry(const char* error) {
   if (error) throw py::value_error(error);
 }
@@ -76,20 +82,24 @@ void bind_kernels(py::module_& m) {
   });
 
   m.def("conv2d_forward", [](py::handle x, py::handle w, py::handle bias, py::handle y,
-                             const Conv2dShape& s) {
+                             const Conv2dShape& s, int algo) {
     check_geometry(conv_geometry_error(s));
+    check_geometry(conv_algo_error(algo));
     const float* xp = B::template in<float>(x, s.N * s.C * s.H * s.W, "x");
     const float* wp = B::template in<float>(w, s.K * s.C * s.R * s.S, "weight");
     const float* bp = bias.is_none() ? nullptr : B::template in<float>(bias, s.K, "bias");
     float* yp = B::template out<float>(y, s.N * s.K * s.P * s.Q, "y");
     B::prepare();
     py::gil_scoped_release release;
-    B::conv2d_forward(s, xp, wp, bp, yp);
-  });
+    B::conv2d_forward(s, xp, wp, bp, yp, static_cast<ConvAlgo>(algo));
+  }, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("y"), py::arg("geometry"),
+        py::arg("algo") = 0);
 
   m.def("conv2d_backward", [](py::handle grad_y, py::handle x, py::handle w, py::handle grad_x,
-                              py::handle grad_w, py::handle grad_b, const Conv2dShape& s) {
+                              py::handle grad_w, py::handle grad_b, const Conv2dShape& s,
+                              int algo) {
     check_geometry(conv_geometry_error(s));
+    check_geometry(conv_algo_error(algo));
     const float* gyp = B::template in<float>(grad_y, s.N * s.K * s.P * s.Q, "grad_y");
     const float* xp = B::template in<float>(x, s.N * s.C * s.H * s.W, "x");
     const float* wp = B::template in<float>(w, s.K * s.C * s.R * s.S, "weight");
@@ -98,8 +108,9 @@ void bind_kernels(py::module_& m) {
     float* gbp = optional_out<B, float>(grad_b, s.K, "grad_bias");
     B::prepare();
     py::gil_scoped_release release;
-    B::conv2d_backward(s, gyp, xp, wp, gxp, gwp, gbp);
-  });
+    B::conv2d_backward(s, gyp, xp, wp, gxp, gwp, gbp, static_cast<ConvAlgo>(algo));
+  }, py::arg("grad_y"), py::arg("x"), py::arg("weight"), py::arg("grad_x"), py::arg("grad_weight"),
+        py::arg("grad_bias"), py::arg("geometry"), py::arg("algo") = 0);
 
   m.def("max_pool2d_forward", [](py::handle x, py::handle y, const Pool2dShape& s) {
     check_geometry(pool_geometry_error(s));

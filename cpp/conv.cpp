@@ -28,6 +28,7 @@
 #include "gemm.h"
 #include "gemm_blocked.h"
 #include "threads.h"
+#include "winograd.h"
 
 namespace ds::cpu {
 namespace {
@@ -248,12 +249,6 @@ struct PaddedBatch {
     return 2 * s.P * s.Q >= (s.H + s.pad_h) * (s.W + s.pad_w);
   }
 };
-
-inline void copy_floats(float* dst, const float* src, int64_t n) {
-  int64_t i = 0;
-  for (; i + kVecWidth <= n; i += kVecWidth) vstore(dst + i, vload(src + i));
-  for (; i < n; ++i) dst[i] = src[i];
-}
 
 // op(B) = col (CRS x N.PQ) read from a PaddedBatch: the NR output positions of a panel are a
 // few runs along image rows, and each tap copies each run from one fixed offset, unclipped.
@@ -709,10 +704,17 @@ bool whole_image(const Conv2dShape& s) {
   return s.pad_h == 0 && s.pad_w == 0 && s.R == s.H && s.S == s.W;
 }
 
+// Winograd where asked for and possible, or where it pays off unless direct is asked for.
+bool use_winograd(const Conv2dShape& s, ConvAlgo algo, bool pays_off) {
+  return algo == ConvAlgo::kWinograd ? winograd_applies(s) : algo == ConvAlgo::kAuto && pays_off;
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
-                    float* y) {
+                    float* y, ConvAlgo algo) {
+  if (use_winograd(s, algo, winograd_pays_off_forward(s)))
+    return winograd_forward(s, x, weight, bias, y);
   if (!whole_image(s)) return forward_gemm(s, x, weight, bias, y);
   const int64_t crs = s.C * s.R * s.S;  // y (N x K) = x (N x CRS) . W^T + bias
   sgemm(false, true, s.N, s.K, crs, 1.0f, x, crs, weight, crs, 0.0f, y, s.K);
@@ -722,7 +724,8 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, c
 }
 
 void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
-                     const float* weight, float* grad_x, float* grad_weight, float* grad_bias) {
+                     const float* weight, float* grad_x, float* grad_weight, float* grad_bias,
+                     ConvAlgo algo) {
   const int64_t crs = s.C * s.R * s.S, pq = s.P * s.Q;
   if (s.N == 0) {  // an empty batch: zero gradients (the GEMMs below need a nonempty sum)
     if (grad_weight) std::fill(grad_weight, grad_weight + s.K * crs, 0.0f);
@@ -736,7 +739,9 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
       sgemm(true, false, s.K, crs, s.N, 1.0f, grad_y, s.K, x, crs, 0.0f, grad_weight, crs);
   } else {
     if (grad_x) {
-      if (flipped_conv_pays_off(s))
+      if (use_winograd(s, algo, winograd_pays_off_grad_x(s)))
+        winograd_grad_x(s, grad_y, weight, grad_x);
+      else if (flipped_conv_pays_off(s))
         grad_x_stride1(s, grad_y, weight, grad_x);
       else
         grad_x_col2im(s, grad_y, weight, grad_x);

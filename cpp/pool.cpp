@@ -7,7 +7,9 @@
 // compile-time constants. The max backward finds each window's maximum again the same way; when
 // windows do not overlap (stride >= kernel, VGG's 2x2/2) it writes every row of grad_x once,
 // whole vectors of gradient-or-zero, else it zeroes grad_x and adds cell by cell, as does the
-// average backward.
+// average backward. With indices (max_pool2d_forward_indices records each window's argmax as
+// it finds it), the max backward is a scatter: for VGG's 2x2/2 windows tiling the input, two
+// whole rows of grad_x per output row, gradient or zero, else zeroing and adding cell by cell.
 // Max pooling follows PyTorch's CPU kernel exactly: a value replaces the running maximum when it
 // is larger or NaN (so the last NaN wins), starting from -inf at the window's first in-bounds
 // cell; padding is never chosen.
@@ -431,6 +433,117 @@ void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const flo
       }
     }
   });
+}
+
+void max_pool2d_forward_indices(const Pool2dShape& s, const float* x, float* y, int32_t* indices) {
+  const Windows win(s);
+  if (!vector_layout_fits(s)) {
+    for_each_plane(s, [] { return 0; }, [&](int, int64_t in_off, int64_t out_off) {
+      for (int64_t p = 0; p < s.P; ++p)
+        for (int64_t q = 0; q < s.Q; ++q) {
+          const int64_t at = argmax(x + in_off, s.W, win.rows[p], win.cols[q]);
+          y[out_off + p * s.Q + q] = at < 0 ? -std::numeric_limits<float>::infinity()
+                                            : x[in_off + at];
+          indices[out_off + p * s.Q + q] = (int32_t)at;
+        }
+    });
+    return;
+  }
+  struct Scratch {
+    PaddedPlane in;
+    std::vector<int32_t> argmax;
+  };
+  const auto scratch = [&] {
+    return Scratch{PaddedPlane(s, -std::numeric_limits<float>::infinity()),
+                   std::vector<int32_t>(s.Q + kVecWidth)};  // whole vectors are stored
+  };
+  with_window_width(s, [&](auto kw, auto sw) {
+    for_each_plane(s, scratch, [&](Scratch& sc, int64_t in_off, int64_t out_off) {
+      sc.in.load(x + in_off);
+      for (int64_t p = 0; p < s.P; ++p) {
+        max_pool_row<kw(), sw()>(s, win, sc.in, p, y + out_off + p * s.Q, sc.argmax.data());
+        std::memcpy(indices + out_off + p * s.Q, sc.argmax.data(), sizeof(int32_t) * s.Q);
+      }
+    });
+  });
+}
+
+namespace {
+
+// Backward of 2x2 stride-2 windows tiling the whole plane (H = 2P, W = 2Q: VGG's pooling):
+// every grad_x cell written once, gradient or zero, two rows per output row. Returns false if an
+// index is not in its window.
+bool max_pool_backward_2x2(const Pool2dShape& s, const float* gy, const int32_t* idx, float* gx) {
+  vint lane, first, second;
+  for (int i = 0; i < kVecWidth; ++i) {
+    lane[i] = 2 * i;
+    first[i] = i / 2 + (i % 2) * kVecWidth;
+    second[i] = first[i] + kVecWidth / 2;
+  }
+  const vfloat zero = vfloat{};
+  bool valid = true;
+  for (int64_t p = 0; p < s.P; ++p) {
+    float* top = gx + 2 * p * s.W;
+    float* bottom = top + s.W;
+    int64_t q0 = 0;
+    for (; q0 + kVecWidth <= s.Q; q0 += kVecWidth) {
+      vint at;
+      std::memcpy(&at, idx + p * s.Q + q0, sizeof(at));
+      const vfloat g = vload(gy + p * s.Q + q0);
+      const vint base = lane + (int32_t)(2 * p * s.W + 2 * q0), d = at - base;
+      const vint w0 = d == 0, w1 = d == 1, w2 = d == (int32_t)s.W, w3 = d == (int32_t)s.W + 1;
+      const vint ok = w0 | w1 | w2 | w3;
+      for (int i = 0; i < kVecWidth; ++i) valid &= ok[i] != 0;
+      const vfloat g0 = w0 ? g : zero, g1 = w1 ? g : zero, g2 = w2 ? g : zero,
+                   g3 = w3 ? g : zero;
+      vstore(top + 2 * q0, __builtin_shuffle(g0, g1, first));
+      vstore(top + 2 * q0 + kVecWidth, __builtin_shuffle(g0, g1, second));
+      vstore(bottom + 2 * q0, __builtin_shuffle(g2, g3, first));
+      vstore(bottom + 2 * q0 + kVecWidth, __builtin_shuffle(g2, g3, second));
+    }
+    for (; q0 < s.Q; ++q0) {
+      const int32_t d = idx[p * s.Q + q0] - (int32_t)(2 * p * s.W + 2 * q0);
+      const float g = gy[p * s.Q + q0];
+      valid &= d == 0 || d == 1 || d == s.W || d == s.W + 1;
+      top[2 * q0] = d == 0 ? g : 0.0f;
+      top[2 * q0 + 1] = d == 1 ? g : 0.0f;
+      bottom[2 * q0] = d == s.W ? g : 0.0f;
+      bottom[2 * q0 + 1] = d == s.W + 1 ? g : 0.0f;
+    }
+  }
+  return valid;
+}
+
+}  // namespace
+
+bool max_pool2d_backward_indices(const Pool2dShape& s, const float* grad_y, const int32_t* indices,
+                                 float* grad_x) {
+  const bool tiled_2x2 = s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 &&
+                         s.stride_w == 2 && s.pad_h == 0 && s.pad_w == 0 && s.H == 2 * s.P &&
+                         s.W == 2 * s.Q;
+  const int64_t planes = s.N * s.C, plane = s.H * s.W, out_plane = s.P * s.Q;
+  int invalid = 0;  // a flag, not an exception: nothing may throw out of the parallel region
+#pragma omp parallel for schedule(static) num_threads(num_threads()) reduction(| : invalid) \
+    if (planes > 1)
+  for (int64_t c = 0; c < planes; ++c) {
+    const float* gy = grad_y + c * out_plane;
+    const int32_t* idx = indices + c * out_plane;
+    float* gx = grad_x + c * plane;
+    if (tiled_2x2) {
+      invalid |= !max_pool_backward_2x2(s, gy, idx, gx);
+      continue;
+    }
+    std::memset(gx, 0, sizeof(float) * plane);
+    for (int64_t i = 0; i < out_plane; ++i) {
+      const int32_t at = idx[i];
+      if (at < 0 || at >= plane) {
+        invalid = 1;
+        continue;
+      }
+      gx[at] += gy[i];
+    }
+  }
+  return !invalid;
 }
 
 }  // namespace ds::cpu

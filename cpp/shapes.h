@@ -16,6 +16,12 @@ struct Conv2dShape {
   int64_t P, Q;
 };
 
+// Which algorithm computes a convolution's forward pass and grad_x (deepstyle.ops' algo=):
+// kAuto lets the backend pick; kWinograd asks for Winograd F(4x4, 3x3) where the geometry
+// allows it (3x3, stride 1, padding <= 2), direct otherwise; a backend with one algorithm
+// runs it for every value. grad_weight is always direct.
+enum class ConvAlgo { kAuto, kDirect, kWinograd };
+
 // 2-D pooling: x (N, C, H, W) -> y (N, C, P, Q), ceil_mode already applied to P and Q.
 struct Pool2dShape {
   int64_t N, C, H, W;

@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
 #include <cstring>
 
 namespace ds {
@@ -26,6 +27,15 @@ inline vfloat vload(const float* p) {
 }
 
 inline void vstore(float* p, vfloat v) { std::memcpy(p, &v, sizeof(v)); }
+
+// dst[0, n) = src[0, n), inline (a libc call costs more than copying a few dozen floats; the
+// attribute keeps GCC from turning the loop back into one).
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_floats(
+    float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + kVecWidth <= n; i += kVecWidth) vstore(dst + i, vload(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
 
 // Intrinsics rather than `vfloat{} + s`, which costs an extra add per broadcast (0 + s is not
 // s for s = -0 without -ffast-math).

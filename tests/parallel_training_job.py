@@ -119,7 +119,7 @@ def main(argv=None):
             weights = train(args.steps, args.batch, start_from=args.resume, fail=args.fail,
                             checkpoint_at=args.checkpoint_at, checkpoint=args.checkpoint)
         except RankFailed as exc:
-            print(f"rank {current.rank}: stopped: {exc}", file=sys.stderr, flush=True)
+            sys.stderr.write(f"rank {current.rank}: stopped: {exc}\n")  # one write: one line
             return 3
         if current.is_root:
             write_atomically(args.out, lambda stream: np.savez(stream, **weights))

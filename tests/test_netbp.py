@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from deepstyle import cli, netbp
+from deepstyle.commands import netbp as netbp_command
 
 
 def read_csv(path):
@@ -59,7 +60,7 @@ def test_extra_point_and_least_squares(tmp_path, capsys):
 
 
 def test_without_matplotlib_it_writes_csvs_and_says_how(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(netbp, "_pyplot", lambda: None)
+    monkeypatch.setattr(netbp_command, "_pyplot", lambda: None)
     assert cli.main(["netbp", "--iterations", "100", "--out", str(tmp_path), "--quiet"]) == 0
     assert "pip install 'deepstyle[plot]'" in capsys.readouterr().err
     assert (tmp_path / "cost.csv").exists() and not (tmp_path / "cost.png").exists()

@@ -171,6 +171,15 @@ COMPILED_CALLS = {
     "conv grad_y": lambda: _cpu.conv2d_backward(_f32(5), _x, _w, None, None, None, _conv),
     "conv grad_x": lambda: _cpu.conv2d_backward(_f32(1, 3, 3, 3), _x, _w, _f32(3), None, None,
                                                 _conv),
+    "conv algo": lambda: _cpu.conv2d_forward(_x, _w, None, _f32(1, 3, 3, 3), _conv, 3),
+    "conv grad algo": lambda: _cpu.conv2d_backward(_f32(1, 3, 3, 3), _x, _w, _f32(1, 2, 5, 5),
+                                                   None, None, _conv, -1),
+    "pool indices size": lambda: _cpu.max_pool2d_forward_indices(
+        _x, _f32(1, 2, 2, 2), np.zeros((1, 2, 2, 1), np.int32), _pool),
+    "pool indices dtype": lambda: _cpu.max_pool2d_backward_indices(
+        _f32(1, 2, 2, 2), np.zeros((1, 2, 2, 2), np.int64), _f32(1, 2, 5, 5), _pool),
+    "pool index outside": lambda: _cpu.max_pool2d_backward_indices(
+        _f32(1, 2, 2, 2), np.full((1, 2, 2, 2), 25, np.int32), _f32(1, 2, 5, 5), _pool),
     "pool windows past input": lambda: _cpu.max_pool2d_forward(
         _x, _f32(1, 2, 4, 2), (1, 2, 5, 5, 2, 2, 2, 2, 0, 0, 4, 2)),
     "pool grad_y": lambda: _cpu.avg_pool2d_backward(_f32(3), _f32(1, 2, 5, 5), _pool, True),

@@ -352,3 +352,61 @@ def test_max_pool2d_disjoint_windows_on_wide_rows(kernel, stride, ceil_mode):
     ref.assert_close(ops.max_pool2d_backward(grad_y, x, kernel, stride, ceil_mode=ceil_mode),
                      ref.max_pool2d_backward(grad_y.astype(np.float64), x, kernel, stride,
                                              ceil_mode=ceil_mode), terms=4)
+
+
+# --- max pooling with indices -------------------------------------------------------------------
+
+INDEX_CASES = [
+    ((2, 3, 8, 10), 2, None, 0, False),  # VGG's 2x2/2 tiling the input: the row-pair scatter
+    ((1, 2, 9, 7), 2, None, 0, False),  # 2x2/2 leaving a row and a column out
+    ((1, 2, 9, 7), 2, None, 0, True),  # ... and ceil mode: clipped windows
+    ((3, 4, 32, 32), 3, 2, 1, True),  # CIFAR's overlapping 3x3/2
+    ((1, 1, 40, 37), 2, 2, 0, False),  # more columns than a vector, with a tail
+    ((2, 2, 7, 6), (3, 2), (1, 2), (1, 1), False),
+]
+
+
+@pytest.mark.parametrize("case", INDEX_CASES, ids=str)
+def test_max_pool_indices_give_the_same_forward_and_backward(case):
+    shape, kernel, stride, padding, ceil_mode = case
+    rng = np.random.default_rng(5)
+    # Few distinct values: ties everywhere, so the tie rule matters.
+    x = rng.integers(-2, 3, shape).astype(np.float32)
+    y, indices = ops.max_pool2d(x, kernel, stride, padding, ceil_mode, return_indices=True)
+    np.testing.assert_array_equal(y, ops.max_pool2d(x, kernel, stride, padding, ceil_mode))
+    assert indices.dtype == np.int32 and indices.shape == y.shape
+    flat = x.reshape(*x.shape[:2], -1)
+    np.testing.assert_array_equal(np.take_along_axis(flat, indices.reshape(*y.shape[:2], -1), 2),
+                                  y.reshape(*y.shape[:2], -1))
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(
+        ops.max_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode, indices=indices),
+        ops.max_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode))
+
+
+def test_max_pool_indices_match_torch():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(6).integers(-2, 3, (2, 3, 11, 12)).astype(np.float32)
+    x[0, 0, 0, :4] = np.nan  # NaN wins, the last one
+    for kernel, stride, padding, ceil_mode in [(2, 2, 0, False), (3, 2, 1, True)]:
+        _, ours = ops.max_pool2d(x, kernel, stride, padding, ceil_mode, return_indices=True)
+        _, theirs = torch.nn.functional.max_pool2d(torch.from_numpy(x), kernel, stride, padding,
+                                                   ceil_mode=ceil_mode, return_indices=True)
+        np.testing.assert_array_equal(ours, theirs.numpy())
+
+
+@pytest.mark.parametrize("geometry, bad, error, message", [
+    ((2, None, 0, False), lambda i: i.astype(np.int64), TypeError, "indices: expected dtype int32"),
+    ((2, None, 0, False), lambda i: i[:, :, :1], ValueError, "indices: expected shape"),
+    ((2, None, 0, False), lambda i: list(i), TypeError, "indices: expected a NumPy array"),
+    ((2, None, 0, False), lambda i: i + 2, ValueError, "indices: expected the argmax"),
+    ((3, 2, 1, True), lambda i: i * 0 + 64, ValueError, "indices: expected the argmax"),
+    ((3, 2, 1, True), lambda i: i * 0 - 1, ValueError, "indices: expected the argmax"),
+])
+def test_max_pool_backward_rejects_bad_indices(geometry, bad, error, message):
+    # 2x2/2 tiling the input checks that each index is in its window; otherwise each must be
+    # inside the 8x8 plane (memory safety: the scatter writes there).
+    x = np.random.default_rng(7).standard_normal((1, 2, 8, 8)).astype(np.float32)
+    y, indices = ops.max_pool2d(x, *geometry, return_indices=True)
+    with pytest.raises(error, match=message):
+        ops.max_pool2d_backward(np.ones_like(y), x, *geometry, indices=bad(indices))

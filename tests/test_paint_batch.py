@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepstyle import cli, paint
+from deepstyle import cli, paint, paint_batch
 from mpirun import mpirun, needs_mpi
 from test_paint import TINY, CountingNet
 
@@ -71,6 +71,27 @@ def test_one_process_paints_every_image_and_lists_the_failure(tiny, folder, caps
                            "--overwrite", *TINY)
     assert code == 0 and "painted 4 of 4 images" in err
     assert os.path.getmtime(out / "a.png") >= before
+
+
+def test_ctrl_c_keeps_the_finished_images_and_a_rerun_paints_the_rest(monkeypatch, folder, capsys):
+    content, style, out = folder
+    os.remove(content / "broken.jpg")
+    monkeypatch.setattr(paint, "_load_net", lambda args: CountingNet())
+    painted = paint_batch.BatchPainter.paint
+
+    def interrupted_in_the_second_image(self, job, on_iteration=None):
+        if job.name != "a.png":
+            raise KeyboardInterrupt
+        painted(self, job, on_iteration)
+
+    monkeypatch.setattr(paint_batch.BatchPainter, "paint", interrupted_in_the_second_image)
+    code, err = batch_main(capsys, content, style, "-o", out, "--size", 24, "--iterations", 2, *TINY)
+    assert code == 130 and "interrupted: 1 of 4 images done" in err, err
+    assert os.listdir(out) == ["a.png"], "the image being painted is not written"
+    monkeypatch.setattr(paint_batch.BatchPainter, "paint", painted)
+    code, err = batch_main(capsys, content, style, "-o", out, "--size", 24, "--iterations", 2, *TINY)
+    assert code == 0 and "painting 3 images (1 already done)" in err
+    assert set(os.listdir(out)) == GOOD_OUTPUTS
 
 
 def one_line_error(code, err, *fragments):

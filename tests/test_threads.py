@@ -37,6 +37,13 @@ def conv_results(rng):
         grads = ops.conv2d_backward(normal(rng, *y.shape), x, w, stride, padding)
         for name, value in zip(["y", "grad_x", "grad_weight", "grad_bias"], (y, *grads)):
             out[f"n={n} k={r} {name}"] = value
+    # Winograd: threads split the input transform by channel and the rest by output channel,
+    # over several blocks of tiles.
+    x, w = normal(rng, 2, 20, 70, 45), normal(rng, 40, 20, 3, 3)
+    out["winograd y"] = y = ops.conv2d(x, w, None, 1, 1, algo="winograd")
+    out["winograd grad_x"] = ops.conv2d_backward(normal(rng, *y.shape), x, w, 1, 1,
+                                                 need_weight=False, need_bias=False,
+                                                 algo="winograd")[0]
     return out
 
 

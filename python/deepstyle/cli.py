@@ -18,7 +18,7 @@ COMMANDS = {
     "paint": ("deepstyle.paint", "neural style transfer: paint a content image in the style of others"),
     "paint-batch": ("deepstyle.paint_batch", "paint every image of a folder, spread over MPI ranks when under mpirun"),
     "weights": ("deepstyle.weights_command", "list and fetch pretrained VGG weights (deepstyle weights fetch vgg16)"),
-    "netbp": ("deepstyle.netbp", "train the paper's 2-2-3-2 network (Listing 6.1), plot Figures 7-9"),
+    "netbp": ("deepstyle.commands.netbp", "train the paper's 2-2-3-2 network (Listing 6.1), plot Figures 7-9"),
     "train": ("deepstyle.commands.train", "train an image classifier (Fashion-MNIST, CIFAR-10; section 7)"),
     "evaluate": ("deepstyle.commands.evaluate", "test accuracy and confusion matrix of a trained classifier"),
 }

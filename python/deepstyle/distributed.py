@@ -121,8 +121,9 @@ class World:
             yield
         except (Exception, KeyboardInterrupt) as exc:  # every escape must abort
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            print(f"{program}: rank {self.rank} of {self.size} stopped: {detail}; ending every rank",
-                  file=sys.stderr, flush=True)
+            sys.stderr.write(f"{program}: rank {self.rank} of {self.size} stopped: {detail}; "
+                             "ending every rank\n")  # one write: not interleaved with other ranks'
+            sys.stderr.flush()
             self.abort(1)
 
 

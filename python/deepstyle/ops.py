@@ -211,34 +211,58 @@ def _conv_args(x, weight, stride, padding):
     return x, weight, geometry
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
+_CONV_ALGOS = {"auto": 0, "direct": 1, "winograd": 2}  # ds::ConvAlgo
+
+
+def _conv_algo(algo, geometry):
+    """The kernels' code for ``algo``; "winograd" needs a 3x3 kernel, stride 1, padding <= 2."""
+    if not isinstance(algo, str) or algo not in _CONV_ALGOS:
+        raise ValueError(f"algo: expected one of {sorted(_CONV_ALGOS)}, got {algo!r}")
+    kernel, stride, padding = geometry[5:7], geometry[7:9], geometry[9:11]
+    if algo == "winograd" and (kernel != (3, 3) or stride != (1, 1) or max(padding) > 2):
+        raise ValueError(
+            f"algo: 'winograd' needs a 3x3 kernel, stride 1 and padding at most 2, got kernel "
+            f"{kernel}, stride {stride}, padding {padding}"
+        )
+    return _CONV_ALGOS[algo]
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, *, algo="auto"):
     """2-D convolution (cross-correlation, as in PyTorch): x (N, C, H, W), weight (K, C, R, S),
-    bias (K,) or None -> (N, K, P, Q)."""
+    bias (K,) or None -> (N, K, P, Q).
+
+    ``algo`` picks the algorithm: "auto" (on the CPU, Winograd F(4x4, 3x3) for 3x3 stride-1
+    layers with enough channels, else direct), "direct", or "winograd" (3x3 kernels, stride 1,
+    padding at most 2; its rounding error is about 10x direct summation's).
+    """
     backend, xp = kernels(x, weight, bias)
     x, weight, geometry = _conv_args(x, weight, stride, padding)
+    code = _conv_algo(algo, geometry)
     if bias is not None:
         bias = _as_float32(bias, "bias")
         _check_shape(bias, (weight.shape[0],), "bias")
     y = xp.empty((x.shape[0], weight.shape[0], *geometry[-2:]), dtype=xp.float32)
-    backend.conv2d_forward(x, weight, bias, y, geometry)
+    backend.conv2d_forward(x, weight, bias, y, geometry, code)
     return y
 
 
 def conv2d_backward(grad_y, x, weight, stride=1, padding=0, *, need_x=True, need_weight=True,
-                    need_bias=True):
+                    need_bias=True, algo="auto"):
     """Gradients of :func:`conv2d`: ``(grad_x, grad_weight, grad_bias)``.
 
     A gradient that is not needed (``need_x=False`` etc.) is returned as None and not computed,
-    which saves a GEMM per image when, say, only the input gradient is wanted.
+    which saves a GEMM per image when, say, only the input gradient is wanted. ``algo`` picks
+    the algorithm of grad_x as in :func:`conv2d` (grad_weight is always direct).
     """
     backend, xp = kernels(grad_y, x, weight)
     x, weight, geometry = _conv_args(x, weight, stride, padding)
+    code = _conv_algo(algo, geometry)
     grad_y = _as_float32(grad_y, "grad_y")
     _check_shape(grad_y, (x.shape[0], weight.shape[0], *geometry[-2:]), "grad_y")
     grad_x = xp.empty(x.shape, dtype=xp.float32) if need_x else None
     grad_weight = xp.empty(weight.shape, dtype=xp.float32) if need_weight else None
     grad_bias = xp.empty(weight.shape[:1], dtype=xp.float32) if need_bias else None
-    backend.conv2d_backward(grad_y, x, weight, grad_x, grad_weight, grad_bias, geometry)
+    backend.conv2d_backward(grad_y, x, weight, grad_x, grad_weight, grad_bias, geometry, code)
     return grad_x, grad_weight, grad_bias
 
 
@@ -292,21 +316,51 @@ def _pool_grad(grad_y, x, geometry):
     return grad_y
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """Max pooling; stride defaults to the kernel size, padding counts as -inf."""
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
+               return_indices=False):
+    """Max pooling; stride defaults to the kernel size, padding counts as -inf.
+
+    With ``return_indices`` (NumPy arrays only), returns ``(y, indices)``: int32 indices of
+    y's shape, each the position ``h * W + w`` in its (H, W) plane of the maximum that
+    :func:`max_pool2d_backward` routes the gradient to (PyTorch's convention and tie rule);
+    passing them to the backward makes it a scatter instead of a search.
+    """
     backend, xp = kernels(x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
     y = _pool_output(x, geometry, xp)
-    backend.max_pool2d_forward(x, y, geometry)
-    return y
+    if not return_indices:
+        backend.max_pool2d_forward(x, y, geometry)
+        return y
+    if xp is not np:
+        raise NotImplementedError("max_pool2d: return_indices is implemented for NumPy arrays "
+                                  "only")
+    indices = np.empty(y.shape, dtype=np.int32)
+    backend.max_pool2d_forward_indices(x, y, indices, geometry)
+    return y, indices
 
 
-def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """Gradient of :func:`max_pool2d` with respect to x (to the first maximum of each window)."""
+def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
+                        indices=None):
+    """Gradient of :func:`max_pool2d` with respect to x (to the first maximum of each window).
+
+    ``indices`` from ``max_pool2d(..., return_indices=True)`` on the same x and geometry skip
+    finding the maxima again (x then only gives the shape).
+    """
     backend, xp = kernels(grad_y, x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
+    grad_y = _pool_grad(grad_y, x, geometry)
     grad_x = xp.empty(x.shape, dtype=xp.float32)
-    backend.max_pool2d_backward(_pool_grad(grad_y, x, geometry), x, grad_x, geometry)
+    if indices is None:
+        backend.max_pool2d_backward(grad_y, x, grad_x, geometry)
+        return grad_x
+    if xp is not np or type(indices) is not np.ndarray:
+        raise TypeError(f"indices: expected a NumPy array with NumPy grad_y and x, got "
+                        f"{type(indices).__name__}")
+    if indices.dtype != np.int32:
+        raise TypeError(f"indices: expected dtype int32 (from max_pool2d(..., "
+                        f"return_indices=True)), got {indices.dtype}")
+    _check_shape(indices, grad_y.shape, "indices")
+    backend.max_pool2d_backward_indices(grad_y, np.ascontiguousarray(indices), grad_x, geometry)
     return grad_x
 
 

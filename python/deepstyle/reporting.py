@@ -86,19 +86,33 @@ def write_confusion_csv(path, counts, classes):
 
 
 def plot_confusion(plt, counts, classes, path, title="Confusion matrix"):
-    """Figure 13: counts and percentages, rows the output class, columns the target class."""
+    """Figure 13: counts and percentages, rows the output class, columns the target class; the
+    last column ("all") each output class's share right / wrong, the last row each target
+    class's, the corner the overall accuracy."""
     k = len(classes)
     total = max(counts.sum(), 1)
-    fig, ax = plt.subplots(figsize=(1.0 * k + 3, 0.8 * k + 2.5))
-    ax.imshow(counts / total, cmap="Blues")
+
+    def right_wrong(right, of):
+        return f"{100 * right / of:.1f}%\n{100 - 100 * right / of:.1f}%" if of else "-"
+
+    fig, ax = plt.subplots(figsize=(1.0 * k + 4, 0.8 * k + 3))
+    shade = np.zeros((k + 1, k + 1))
+    shade[:k, :k] = counts / total
+    ax.imshow(shade, cmap="Blues")
     for i in range(k):
         for j in range(k):
             ax.text(j, i, f"{counts[i, j]}\n{100 * counts[i, j] / total:.1f}%", ha="center",
                     va="center", fontsize=7,
                     color="white" if counts[i, j] > 0.5 * counts.max() else "black")
-    ax.set_xticks(range(k), classes, rotation=45, ha="right")
-    ax.set_yticks(range(k), classes)
-    ax.set_xlabel(f"target class (accuracy {100 * np.trace(counts) / total:.1f}%)")
+        ax.text(k, i, right_wrong(counts[i, i], counts[i].sum()), ha="center", va="center",
+                fontsize=7)
+        ax.text(i, k, right_wrong(counts[i, i], counts[:, i].sum()), ha="center", va="center",
+                fontsize=7)
+    ax.text(k, k, right_wrong(np.trace(counts), total), ha="center", va="center", fontsize=7,
+            fontweight="bold")
+    ax.set_xticks(range(k + 1), list(classes) + ["all"], rotation=45, ha="right")
+    ax.set_yticks(range(k + 1), list(classes) + ["all"])
+    ax.set_xlabel("target class")
     ax.set_ylabel("output class")
     ax.set_title(title)
     fig.tight_layout()

@@ -285,15 +285,22 @@ class _Pool(Layer):
 
 
 class MaxPool2d(_Pool):
-    """Max pooling with PyTorch's semantics (padding counts as -inf)."""
+    """Max pooling with PyTorch's semantics (padding counts as -inf). On NumPy arrays the
+    forward keeps the argmax indices (int32, a quarter of the input for 2x2 windows), so that
+    the backward is a scatter rather than a second search."""
 
     def forward(self, x):
-        self._saved = x = _float32(x)
-        return ops.max_pool2d(x, *self._geometry())
+        x = _float32(x)
+        if type(x) is not np.ndarray:  # CuPy: the backward finds the maxima again
+            self._saved = x, None
+            return ops.max_pool2d(x, *self._geometry())
+        y, indices = ops.max_pool2d(x, *self._geometry(), return_indices=True)
+        self._saved = x, indices
+        return y
 
     def backward(self, grad_y):
-        x = self._take_saved()
-        return ops.max_pool2d_backward(grad_y, x, *self._geometry())
+        x, indices = self._take_saved()
+        return ops.max_pool2d_backward(grad_y, x, *self._geometry(), indices=indices)
 
 
 class AvgPool2d(_Pool):

@@ -1,7 +1,8 @@
 """Neural style transfer (Gatys et al.): losses, optimisers, presets and the transfer loop."""
 
+from ..backend import array_module
+from ..optim.minimize import LBFGS, Adam
 from .losses import Normalisation, StyleObjective, content_loss, style_loss, total_variation
-from .optim import LBFGS, Adam, array_module
 from .presets import DEFAULT_PRESET, PRESETS, Preset
 from .transfer import Painter, Progress, Settings, estimate_memory
 

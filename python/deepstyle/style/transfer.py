@@ -18,7 +18,7 @@ import numpy as np
 
 from ..image import fit_size, resize_image, rgb_to_yiq, yiq_to_rgb
 from .losses import Normalisation, StyleObjective, check_layers
-from .optim import LBFGS, Adam
+from ..optim.minimize import LBFGS, Adam
 from .presets import DEFAULT_PRESET, PRESETS
 
 __all__ = ["Settings", "Progress", "Painter", "estimate_memory", "deepest_layer"]

@@ -1,10 +1,16 @@
-"""Optimisers for ``fun(x) -> (f, grad)``: L-BFGS with a strong-Wolfe line search, and Adam.
+"""Optimisers of one array ``x`` for ``fun(x) -> (f, grad)`` (style transfer's pixels): L-BFGS with
+a strong-Wolfe line search, and Adam. (Network parameters have their own optimisers, SGD and Adam
+in ``sgd.py``, which step from the gradients a backward pass stored.)
 
 Both are written against the array module of ``x`` (NumPy or CuPy, found without importing
 CuPy when it is absent), so the same code runs on the GPU. Scalars (losses, dot products) are
 Python floats. Each ``step()`` is one iteration; the caller decides when to stop. Neither stops
 on its own because the loss changes little, unless given ``tol``: style transfer keeps
 improving visibly long after the relative change per iteration is tiny.
+
+``state_dict()`` gives the optimiser's whole state as arrays and numbers (what a checkpoint
+stores); ``load_state_dict`` on an optimiser made with the same ``fun`` continues exactly where
+the saved one stood.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import math
 
 from ..backend import array_module
 
-__all__ = ["array_module", "LBFGS", "Adam"]
+__all__ = ["LBFGS", "Adam"]
 
 
 def _dot(a, b):
@@ -57,6 +63,23 @@ class LBFGS:
     def _evaluate(self, x):
         f, g = self.fun(x)
         return float(f), g
+
+    def state_dict(self):
+        state = {"x": self.x, "grad": self.grad, "f": self.f, "evaluations": self.evaluations,
+                 "pairs": len(self.history)}
+        for i, (s, y, _) in enumerate(self.history):
+            state[f"s{i}"], state[f"y{i}"] = s, y
+        return state
+
+    def load_state_dict(self, state):
+        xp = array_module(self.x)
+        self.x, self.grad = xp.asarray(state["x"]).copy(), xp.asarray(state["grad"]).copy()
+        self.f, self.evaluations = float(state["f"]), int(state["evaluations"])
+        self.history = []
+        for i in range(int(state["pairs"])):
+            s, y = xp.asarray(state[f"s{i}"]).copy(), xp.asarray(state[f"y{i}"]).copy()
+            self.history.append((s, y, 1.0 / _dot(y, s)))
+        self.done, self.message = not math.isfinite(self.f), ""
 
     def direction(self):
         """-H g by the two-loop recursion."""
@@ -202,6 +225,17 @@ class Adam:
         self.t = 0
         self.f = math.inf
         self.evaluations = 0
+        self.done, self.message = False, ""
+
+    def state_dict(self):
+        return {"x": self.x, "m": self.m, "v": self.v, "t": self.t, "f": self.f,
+                "evaluations": self.evaluations}
+
+    def load_state_dict(self, state):
+        xp = array_module(self.x)
+        self.x, self.m, self.v = (xp.asarray(state[k]).copy() for k in ("x", "m", "v"))
+        self.t, self.f = int(state["t"]), float(state["f"])
+        self.evaluations = int(state["evaluations"])
         self.done, self.message = False, ""
 
     def step(self):
