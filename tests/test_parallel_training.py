@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -194,3 +195,14 @@ def test_train_command_on_three_ranks_matches_one_process(tmp_path, capsys):
     result = mpirun(2, "-m", "deepstyle", *command, "--out", tmp_path / "alone")
     assert result.returncode != 0 and "add --distributed" in result.stderr
     assert not (tmp_path / "alone").exists()
+
+
+@needs_mpi
+def test_ranks_sharing_cores_split_them(tmp_path):
+    """Without DEEPSTYLE_NUM_THREADS, 2 unbound ranks on one machine take half its cores each."""
+    result = mpirun(2, "-c", "from deepstyle.distributed import world, set_threads_per_rank\n"
+                    "print('threads', set_threads_per_rank(world()), flush=True)",
+                    env={"DEEPSTYLE_NUM_THREADS": ""})
+    assert result.returncode == 0, result.stderr
+    expected = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert result.stdout.split() == ["threads", str(expected)] * 2, result.stdout

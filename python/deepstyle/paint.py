@@ -337,8 +337,9 @@ def check_painting_options(args, *, style_count, default_size=512):
     if args.scales and any(b <= a for a, b in zip(args.scales, args.scales[1:])):
         raise BadInput(f"--scales {','.join(map(str, args.scales))}: expected sizes from coarse to fine, "
                        "each larger than the one before (e.g. 256,512)")
-    if args.device == "cuda" and "cuda" not in deepstyle.backends():
-        raise BadInput("--device cuda: this build has no CUDA backend (deepstyle._cuda); use --device cpu")
+    if args.device == "cuda" and not deepstyle.cuda_available():
+        raise BadInput(f"--device cuda: {deepstyle.backend.cuda_unavailable_reason()}; "
+                       f"use --device cpu")
     if args.device == "cuda":
         raise BadInput("--device cuda: the feature networks cannot run on CUDA yet; use --device cpu")
     if args.style_blend and len(args.style_blend) != style_count:
