@@ -46,6 +46,27 @@ struct type_caster<ds::Pool2dShape> : int64_fields_caster<ds::Pool2dShape> {};
 
 }  // namespace pybind11::detail
 
+// A backend's kernels as the static members bind_kernels() calls (ns: ds::cpu or ds::cuda).
+#define DS_KERNEL_TABLE(ns)                                                       \
+  static constexpr auto sgemm = &ns::sgemm;                                       \
+  static constexpr auto conv2d_forward = &ns::conv2d_forward;                     \
+  static constexpr auto conv2d_backward = &ns::conv2d_backward;                   \
+  static constexpr auto max_pool2d_forward = &ns::max_pool2d_forward;             \
+  static constexpr auto max_pool2d_backward = &ns::max_pool2d_backward;           \
+  static constexpr auto avg_pool2d_forward = &ns::avg_pool2d_forward;             \
+  static constexpr auto avg_pool2d_backward = &ns::avg_pool2d_backward;           \
+  static constexpr auto gram_forward = &ns::gram_forward;                         \
+  static constexpr auto gram_backward = &ns::gram_backward;                       \
+  static constexpr auto relu_forward = &ns::relu_forward;                         \
+  static constexpr auto relu_backward = &ns::relu_backward;                       \
+  static constexpr auto leaky_relu_forward = &ns::leaky_relu_forward;             \
+  static constexpr auto leaky_relu_backward = &ns::leaky_relu_backward;           \
+  static constexpr auto sigmoid_forward = &ns::sigmoid_forward;                   \
+  static constexpr auto sigmoid_backward = &ns::sigmoid_backward;                 \
+  static constexpr auto tanh_forward = &ns::tanh_forward;                         \
+  static constexpr auto tanh_backward = &ns::tanh_backward;                       \
+  static constexpr auto softmax_cross_entropy = &ns::softmax_cross_entropy;
+
 namespace ds::bind {
 
 namespace py = pybind11;

@@ -1,16 +1,14 @@
 // pybind11 bindings of the CPU kernels: module deepstyle._cpu, the function table of
 // bind_kernels.h on NumPy arrays, plus the thread-count settings and the CPU-only kernels
 // (max pooling with argmax indices).
-#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-
-#include <string>
 
 #include "activations.h"
 #include "bind_kernels.h"
 #include "conv.h"
 #include "gemm.h"
 #include "gram.h"
+#include "host_buffers.h"
 #include "loss.h"
 #include "pool.h"
 #include "threads.h"
@@ -19,55 +17,8 @@ namespace py = pybind11;
 
 namespace {
 
-// Buffers are C-contiguous NumPy arrays of exactly the element type (deepstyle.ops converts).
-template <class T>
-py::array host_array(py::handle obj, int64_t n, const char* name) {
-  if (!py::array_t<T, py::array::c_style>::check_(obj))
-    throw py::type_error(std::string(name) + ": expected a C-contiguous NumPy array of " +
-                         py::str(py::dtype::of<T>()).cast<std::string>());
-  auto array = py::reinterpret_borrow<py::array>(obj);
-  if (array.size() != n)
-    throw py::value_error(std::string(name) + ": expected " + std::to_string(n) +
-                          " elements, got " + std::to_string(array.size()));
-  return array;
-}
-
-struct CpuBackend {
-  template <class T>
-  static const T* in(py::handle obj, int64_t n, const char* name) {
-    return static_cast<const T*>(host_array<T>(obj, n, name).data());
-  }
-  template <class T>
-  static T* out(py::handle obj, int64_t n, const char* name) {
-    py::array array = host_array<T>(obj, n, name);
-    if (!array.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
-    return static_cast<T*>(array.mutable_data());
-  }
-  static void prepare() {}
-  static void check_labels(const int64_t* labels, int64_t N, int64_t K) {
-    for (int64_t i = 0; i < N; ++i)
-      if (labels[i] < 0 || labels[i] >= K)
-        throw py::value_error("softmax_cross_entropy: label out of range");
-  }
-
-  static constexpr auto sgemm = &ds::cpu::sgemm;
-  static constexpr auto conv2d_forward = &ds::cpu::conv2d_forward;
-  static constexpr auto conv2d_backward = &ds::cpu::conv2d_backward;
-  static constexpr auto max_pool2d_forward = &ds::cpu::max_pool2d_forward;
-  static constexpr auto max_pool2d_backward = &ds::cpu::max_pool2d_backward;
-  static constexpr auto avg_pool2d_forward = &ds::cpu::avg_pool2d_forward;
-  static constexpr auto avg_pool2d_backward = &ds::cpu::avg_pool2d_backward;
-  static constexpr auto gram_forward = &ds::cpu::gram_forward;
-  static constexpr auto gram_backward = &ds::cpu::gram_backward;
-  static constexpr auto relu_forward = &ds::cpu::relu_forward;
-  static constexpr auto relu_backward = &ds::cpu::relu_backward;
-  static constexpr auto leaky_relu_forward = &ds::cpu::leaky_relu_forward;
-  static constexpr auto leaky_relu_backward = &ds::cpu::leaky_relu_backward;
-  static constexpr auto sigmoid_forward = &ds::cpu::sigmoid_forward;
-  static constexpr auto sigmoid_backward = &ds::cpu::sigmoid_backward;
-  static constexpr auto tanh_forward = &ds::cpu::tanh_forward;
-  static constexpr auto tanh_backward = &ds::cpu::tanh_backward;
-  static constexpr auto softmax_cross_entropy = &ds::cpu::softmax_cross_entropy;
+struct CpuBackend : ds::bind::HostBuffers {
+  DS_KERNEL_TABLE(ds::cpu)
 };
 
 // Max pooling that records its argmax (int32 h * W + w per output cell), and the backward that

@@ -713,6 +713,12 @@ bool use_winograd(const Conv2dShape& s, ConvAlgo algo, bool pays_off) {
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                     float* y, ConvAlgo algo) {
+  if (s.N == 0 || s.K == 0) return;  // an empty result (the GEMMs' blocking divides by these)
+  if (s.C == 0) {  // a sum over no input channels: the bias alone
+    for (int64_t nk = 0; nk < s.N * s.K; ++nk)
+      std::fill_n(y + nk * s.P * s.Q, s.P * s.Q, bias ? bias[nk % s.K] : 0.0f);
+    return;
+  }
   if (use_winograd(s, algo, winograd_pays_off_forward(s)))
     return winograd_forward(s, x, weight, bias, y);
   if (!whole_image(s)) return forward_gemm(s, x, weight, bias, y);
@@ -732,7 +738,9 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     if (grad_bias) std::fill(grad_bias, grad_bias + s.K, 0.0f);
     return;
   }
-  if (whole_image(s)) {
+  if (s.K == 0 || s.C == 0) {  // nothing flows between x and y: grad_x is zero, grad_weight empty
+    if (grad_x) std::fill_n(grad_x, s.N * s.C * s.H * s.W, 0.0f);
+  } else if (whole_image(s)) {
     if (grad_x)  // N x CRS = dy (N x K) . W
       sgemm(false, false, s.N, crs, s.K, 1.0f, grad_y, s.K, weight, crs, 0.0f, grad_x, crs);
     if (grad_weight)  // K x CRS = dy^T . x

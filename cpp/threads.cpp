@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 
 namespace ds {
@@ -10,7 +11,13 @@ static std::atomic<int> g_num_threads{0};
 
 int max_hardware_threads() { return omp_get_num_procs(); }
 
-void set_num_threads(int n) { g_num_threads.store(n > 0 ? n : max_hardware_threads()); }
+// At most kMaxThreads (deepstyle.MAX_THREADS checks the same bound with a clear error): a raw
+// call with 100000 would make libgomp overflow its stack creating the threads on the next op.
+constexpr int kMaxThreads = 1024;
+
+void set_num_threads(int n) {
+  g_num_threads.store(n > 0 ? std::min(n, kMaxThreads) : max_hardware_threads());
+}
 
 int num_threads() {
   int n = g_num_threads.load();

@@ -4,11 +4,11 @@
 # _cpu module, so the developer build is untouched) and runs the kernel tests against it, any
 # sanitizer report failing the run. Extra arguments replace the default test selection
 # (another suite that drives the C++ kernels can be added to SANITIZED_TESTS below).
-#   scripts/sanitize.sh                       # tests/test_ops_*.py
+#   scripts/sanitize.sh                       # tests/test_ops_*.py, the emulated CUDA kernels
 #   scripts/sanitize.sh tests/test_ops_conv.py -k few
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SANITIZED_TESTS=(tests/test_ops_*.py)
+SANITIZED_TESTS=(tests/test_ops_*.py tests/test_cuda_emulated.py)
 build=build/sanitize
 package="$build/package"
 for tool in cmake ninja; do
@@ -17,11 +17,11 @@ done
 python -c "import pybind11" 2>/dev/null || python -m pip install -q pybind11
 rm -rf "$package" && mkdir -p "$package"
 cp -r python/deepstyle "$package/deepstyle"
-find "$package/deepstyle" -name '_cpu*.so' -delete
+find "$package/deepstyle" \( -name '_cpu*.so' -o -name '_cuda*.so' \) -delete
 flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 cmake -S . -B "$build/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" \
-  -DDEEPSTYLE_MODULE_DIR="$PWD/$package/deepstyle" \
+  -DDEEPSTYLE_MODULE_DIR="$PWD/$package/deepstyle" -DDEEPSTYLE_CUDA=OFF \
   -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" >/dev/null
 cmake --build "$build/cmake" -j 2 >/dev/null
 # Python itself is not instrumented: the ASan runtime must be loaded first. Leak checking is off

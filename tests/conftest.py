@@ -64,3 +64,63 @@ def run_python_limited(run_python):
     if UNDER_ADDRESS_SANITIZER:
         pytest.skip("an address-space limit cannot apply under AddressSanitizer")
     return run_python
+
+
+# --- backends --------------------------------------------------------------------------------
+# Tests marked `cuda` need a real CUDA device (and CuPy): they skip without one. Where one
+# answers, every test of the test_ops_* modules (bar the error-message ones) runs twice, on the
+# C++ kernels and on the CUDA kernels: its NumPy arguments go to the GPU and the results come
+# back, so the same float64 references judge both.
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device and CuPy (skipped without)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if deepstyle.cuda_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device (deepstyle.cuda_available() is False)")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
+def pytest_generate_tests(metafunc):
+    module = metafunc.module.__name__
+    if (module.startswith("test_ops_") and module != "test_ops_errors"
+            and deepstyle.cuda_available()):
+        metafunc.fixturenames.append("ops_device")
+        metafunc.parametrize("ops_device", ["cpu", "cuda"], indirect=True)
+
+
+@pytest.fixture
+def ops_device(request, monkeypatch):
+    """For "cuda": deepstyle.ops' functions wrapped to run on CuPy copies of their arguments."""
+    if request.param == "cuda":
+        import cupy
+        import numpy as np
+
+        from deepstyle import ops
+
+        def to_host(value):
+            if isinstance(value, tuple):
+                return tuple(to_host(v) for v in value)
+            return cupy.asnumpy(value) if isinstance(value, cupy.ndarray) else value
+
+        def on_device(fn):
+            def call(*args, **kwargs):
+                moved = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+                kwargs = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v
+                          for k, v in kwargs.items()}
+                result = fn(*moved, **kwargs)
+                for original, copy in zip(args, moved):  # outputs written in place (gemm's c)
+                    if copy is not original and original.flags.writeable:
+                        original[...] = cupy.asnumpy(copy)
+                return to_host(result)
+            return call
+
+        for name in ops.__all__:
+            if not name.endswith("_output_size"):
+                monkeypatch.setattr(ops, name, on_device(getattr(ops, name)))
+    return request.param

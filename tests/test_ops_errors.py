@@ -114,6 +114,24 @@ CASES = [
      lambda: ops.softmax_cross_entropy(logits, np.zeros(4, int))),
     ("empty logits", ValueError, "logits",
      lambda: ops.softmax_cross_entropy(np.zeros((0, 5)), np.zeros(0, int))),
+    # flags and numbers of the wrong type (a string such as 'no' must not read as True)
+    ("gemm trans_a string", TypeError, "trans_a", lambda: ops.gemm(a23, a23, trans_a="no")),
+    ("gemm trans_b int", TypeError, "trans_b", lambda: ops.gemm(a23, b34, trans_b=1)),
+    ("pool ceil_mode string", TypeError, "ceil_mode", lambda: ops.max_pool2d(x4, 2, ceil_mode="yes")),
+    ("avg pool count_include_pad None", TypeError, "count_include_pad",
+     lambda: ops.avg_pool2d(x4, 2, count_include_pad=None)),
+    ("conv backward need_x string", TypeError, "need_x",
+     lambda: ops.conv2d_backward(gy_conv, x4, w4, need_x="False")),
+    ("leaky relu bool slope", TypeError, "negative_slope", lambda: ops.leaky_relu(x4, True)),
+    ("leaky relu backward bool slope", TypeError, "negative_slope",
+     lambda: ops.leaky_relu_backward(x4, x4, np.bool_(False))),
+    ("gemm bool alpha", TypeError, "alpha", lambda: ops.gemm(a23, b34, alpha=True)),
+    # sizes beyond any array (2**63 would not even fit the kernels' int64)
+    ("conv stride 2**63", ValueError, "stride", lambda: ops.conv2d(x4, w4, stride=2**63)),
+    ("conv padding 2**70", ValueError, "padding", lambda: ops.conv2d(x4, w4, padding=(0, 2**70))),
+    ("pool kernel 2**64", ValueError, "kernel_size", lambda: ops.max_pool2d(x4, 2**64)),
+    ("pool stride numpy 2**63", ValueError, "stride", lambda: ops.avg_pool2d(x4, 2, np.uint64(2**63))),
+    ("conv output too large", ValueError, "padding", lambda: ops.conv2d(x4, w4, padding=2**39)),
 ]
 
 
@@ -200,3 +218,12 @@ def test_compiled_module_checks_buffers_itself(call):
     too, never an out-of-bounds read or write."""
     with pytest.raises((ValueError, TypeError)):
         call()
+
+
+def test_a_raw_thread_count_beyond_the_limit_is_clamped(restore_threads):
+    """deepstyle.set_num_threads refuses 100000 with a clear error; the raw binding clamps it,
+    so the next kernel does not make libgomp overflow its stack creating the threads."""
+    _cpu.set_num_threads(100000)
+    assert _cpu.get_num_threads() == 1024
+    _cpu.set_num_threads(2)
+    assert ops.relu(np.ones(1000, np.float32)).sum() == 1000

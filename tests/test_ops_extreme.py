@@ -105,3 +105,20 @@ def test_few_output_channels_on_random_ordinary_shapes():
         bias = local.standard_normal(k).astype(np.float32)
         ref.assert_close(ops.conv2d(x, weight, bias, padding=padding),
                          ref.conv2d(x, weight, bias, padding=padding), terms=c * r * r)
+
+
+def test_convolutions_with_no_input_or_no_output_channels():
+    """C = 0: the output is the bias (a sum over nothing); K = 0: an empty output, zero grad_x.
+    (Both once divided by zero in the GEMM blocking: SIGFPE.)"""
+    x0, w0, b = np.ones((2, 0, 5, 4), np.float32), np.ones((3, 0, 3, 3), np.float32), np.arange(3, dtype=np.float32)
+    y = ops.conv2d(x0, w0, b, padding=(0, 1))
+    np.testing.assert_array_equal(y, np.broadcast_to(b[None, :, None, None], (2, 3, 3, 4)))
+    grad_x, grad_w, grad_b = ops.conv2d_backward(np.ones_like(y), x0, w0, padding=(0, 1))
+    assert grad_x.shape == x0.shape and grad_w.shape == w0.shape
+    np.testing.assert_array_equal(grad_b, [24, 24, 24])
+    x, w = rng.standard_normal((2, 3, 5, 4)).astype(np.float32), np.ones((0, 3, 3, 3), np.float32)
+    y = ops.conv2d(x, w)
+    assert y.shape == (2, 0, 3, 2)
+    grad_x, grad_w, grad_b = ops.conv2d_backward(y, x, w)
+    np.testing.assert_array_equal(grad_x, np.zeros_like(x))
+    assert grad_w.shape == w.shape and grad_b.shape == (0,)

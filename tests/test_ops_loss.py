@@ -90,3 +90,18 @@ def test_softmax_cross_entropy_matches_torch(torch_single_threaded):
     loss, grad = ops.softmax_cross_entropy(logits, labels)
     np.testing.assert_allclose(loss, loss_t.item(), rtol=1e-6)
     np.testing.assert_allclose(grad, grad_t.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("gap", [4.0, 16.0, 40.0, 80.0])  # up to where (p - 1)/N is a normal float32
+def test_softmax_cross_entropy_gradient_at_a_confident_label_keeps_its_relative_accuracy(gap):
+    """When the label's probability p is near 1, its gradient (p - 1)/N is tiny and p - 1 computed
+    as a difference cancels (6% wrong at a gap of 16 in float32, all of it at 40 in double): the
+    entry must be -(sum of the other exponentials) / sum / N, to float32 relative accuracy."""
+    logits = np.array([[gap, 0.0, -1.0, 0.5], [0.0, gap + 1.0, 0.25, -3.0]], np.float32)
+    labels = np.array([0, 1])
+    _, grad = ops.softmax_cross_entropy(logits, labels)
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    for row, label in enumerate(labels):
+        expected = -np.delete(e[row], label).sum() / e[row].sum() / len(labels)
+        np.testing.assert_allclose(grad[row, label], expected, rtol=16 * ref.EPS32)

@@ -5,6 +5,8 @@ a checkpoint written by rank 0 resumes on another rank count. Plus the one-rank 
 from __future__ import annotations
 
 import contextlib
+import csv
+import os
 
 import numpy as np
 import pytest
@@ -180,7 +182,27 @@ def test_train_command_on_three_ranks_matches_one_process(tmp_path, capsys):
     assert "global batch 20 = 6+7+7" in result.stderr and result.stdout.count("test accuracy") == 1
     expected = checkpoint.load(str(tmp_path / "one" / "checkpoint.npz"))[1]
     assert_same_weights(checkpoint.load(str(tmp_path / "three" / "checkpoint.npz"))[1], expected)
+    # the recorded training metrics are the whole epoch's, summed over the ranks
+    one, three = (list(csv.DictReader(open(tmp_path / run / "history.csv"))) for run in ("one", "three"))
+    assert len(one) == len(three) == 3
+    for a, b in zip(one, three):
+        assert float(b["train_cost"]) == pytest.approx(float(a["train_cost"]), rel=1e-4)
+        # a prediction on a near-tie may flip: one of the 20 validation images, two of the 140
+        # training images (the same image seen in training with slightly different weights)
+        for column, images in (("train_top1_error", 140 / 2), ("val_top1_error", 20)):
+            assert abs(float(b[column]) - float(a[column])) <= 1 / images + 1e-9, column
 
     result = mpirun(2, "-m", "deepstyle", *command, "--out", tmp_path / "alone")
     assert result.returncode != 0 and "add --distributed" in result.stderr
     assert not (tmp_path / "alone").exists()
+
+
+@needs_mpi
+def test_ranks_sharing_cores_split_them(tmp_path):
+    """Without DEEPSTYLE_NUM_THREADS, 2 unbound ranks on one machine take half its cores each."""
+    result = mpirun(2, "-c", "from deepstyle.distributed import world, set_threads_per_rank\n"
+                    "print('threads', set_threads_per_rank(world()), flush=True)",
+                    env={"DEEPSTYLE_NUM_THREADS": ""})
+    assert result.returncode == 0, result.stderr
+    expected = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert result.stdout.split() == ["threads", str(expected)] * 2, result.stdout

@@ -12,7 +12,8 @@ import numpy as np
 
 from . import _cpu
 
-__all__ = ["array_module", "kernels", "cuda_available", "require_cuda"]
+__all__ = ["array_module", "kernels", "cuda_available",
+           "cuda_unavailable_reason"]
 
 _HOST = (_cpu, np)
 
@@ -88,7 +89,7 @@ def cuda_available() -> bool:
     return _cuda_state[0]
 
 
-def require_cuda() -> None:
-    """Raise RuntimeError with one line saying why, unless :func:`cuda_available`."""
-    if not cuda_available():
-        raise RuntimeError(f"--device cuda: {_cuda_state[1]}")
+def cuda_unavailable_reason() -> str:
+    """Why :func:`cuda_available` is False, in a few words ("" when it is True)."""
+    cuda_available()
+    return _cuda_state[1]

@@ -92,9 +92,34 @@ def _check_nonempty_maps(x):
 
 
 def _real(value, name):
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a real number, got {value!r:.80}")
     return float(value)
+
+
+def _flag(value, name):
+    """A yes/no option: True or False only (a string such as 'no' would otherwise be true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r:.80}")
+    return bool(value)
+
+
+# Strides, paddings and kernel sizes beyond this describe no array that fits in memory, and
+# the kernels' int64 size arithmetic (padded sizes, window positions) stays exact below it.
+_MAX_GEOMETRY = 1 << 40
+
+
+def _allocate(xp, shape, cause):
+    """A new float32 array of ``shape``, or a ValueError that starts with ``cause`` (the
+    argument that made it that large, and its value)."""
+    try:
+        return xp.empty(shape, dtype=xp.float32)
+    except (ValueError, MemoryError):
+        count = 1
+        for n in shape:
+            count *= n
+        raise ValueError(f"{cause}: expected a result that can be allocated, got one of shape "
+                         f"{tuple(shape)} ({count * 4} bytes)") from None
 
 
 def _check_output(c, xp, shape, inputs):
@@ -117,7 +142,7 @@ def _check_output(c, xp, shape, inputs):
 
 def _pair(value, name, minimum):
     """An int or an (h, w) pair of ints, each at least ``minimum``, as a tuple (h, w)."""
-    if type(value) is int and value >= minimum:  # the common case, kept cheap
+    if type(value) is int and minimum <= value <= _MAX_GEOMETRY:  # the common case, kept cheap
         return value, value
     if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
         pair = (int(value), int(value))
@@ -128,10 +153,12 @@ def _pair(value, name, minimum):
     ):
         pair = (int(value[0]), int(value[1]))
     else:
-        raise TypeError(f"{name}: expected an int or a pair of ints (h, w), got {value!r}")
+        raise TypeError(f"{name}: expected an int or a pair of ints (h, w), got {value!r:.80}")
     if min(pair) < minimum:
         kind = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name}: expected {kind} values, got {value!r}")
+    if max(pair) > _MAX_GEOMETRY:
+        raise ValueError(f"{name}: expected values of at most 2**40, got {value!r}")
     return pair
 
 
@@ -146,6 +173,7 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     returns it.
     """
     backend, xp = kernels(a, b, c)
+    trans_a, trans_b = _flag(trans_a, "trans_a"), _flag(trans_b, "trans_b")
     a = _as_float32(a, "a")
     b = _as_float32(b, "b")
     _check_ndim(a, 2, "a", "(rows, cols)")
@@ -165,7 +193,7 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
         beta = 0.0
     else:
         _check_output(c, xp, (m, n), {"a": a, "b": b})
-    backend.gemm(a, b, c, bool(trans_a), bool(trans_b), m, n, k, alpha, beta)
+    backend.gemm(a, b, c, trans_a, trans_b, m, n, k, alpha, beta)
     return c
 
 
@@ -241,7 +269,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, algo="auto"):
     if bias is not None:
         bias = _as_float32(bias, "bias")
         _check_shape(bias, (weight.shape[0],), "bias")
-    y = xp.empty((x.shape[0], weight.shape[0], *geometry[-2:]), dtype=xp.float32)
+    y = _allocate(xp, (x.shape[0], weight.shape[0], *geometry[-2:]),
+                  f"padding: with padding={geometry[9:11]}" if max(geometry[9:11]) else "weight")
     backend.conv2d_forward(x, weight, bias, y, geometry, code)
     return y
 
@@ -255,6 +284,8 @@ def conv2d_backward(grad_y, x, weight, stride=1, padding=0, *, need_x=True, need
     the algorithm of grad_x as in :func:`conv2d` (grad_weight is always direct).
     """
     backend, xp = kernels(grad_y, x, weight)
+    need_x, need_weight = _flag(need_x, "need_x"), _flag(need_weight, "need_weight")
+    need_bias = _flag(need_bias, "need_bias")
     x, weight, geometry = _conv_args(x, weight, stride, padding)
     code = _conv_algo(algo, geometry)
     grad_y = _as_float32(grad_y, "grad_y")
@@ -286,6 +317,7 @@ def pool2d_output_size(input_hw, kernel_size, stride=None, padding=0, ceil_mode=
 
 
 def _pool_args(x, kernel_size, stride, padding, ceil_mode):
+    _flag(ceil_mode, "ceil_mode")
     x = _as_float32(x, "x")
     _check_nonempty_maps(x)
     kernel = _pair(kernel_size, "kernel_size", 1)
@@ -307,7 +339,7 @@ def _pool_args(x, kernel_size, stride, padding, ceil_mode):
 
 
 def _pool_output(x, geometry, xp):
-    return xp.empty((*x.shape[:2], *geometry[-2:]), dtype=xp.float32)
+    return _allocate(xp, (*x.shape[:2], *geometry[-2:]), "x")
 
 
 def _pool_grad(grad_y, x, geometry):
@@ -369,7 +401,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     backend, xp = kernels(x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
     y = _pool_output(x, geometry, xp)
-    backend.avg_pool2d_forward(x, y, geometry, bool(count_include_pad))
+    backend.avg_pool2d_forward(x, y, geometry, _flag(count_include_pad, "count_include_pad"))
     return y
 
 
@@ -380,7 +412,7 @@ def avg_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mod
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
     grad_x = xp.empty(x.shape, dtype=xp.float32)
     backend.avg_pool2d_backward(_pool_grad(grad_y, x, geometry), grad_x, geometry,
-                                bool(count_include_pad))
+                                _flag(count_include_pad, "count_include_pad"))
     return grad_x
 
 

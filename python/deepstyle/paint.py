@@ -115,8 +115,8 @@ def add_painting_options(parser):
     ``deepstyle paint-batch``."""
     size = parser.add_argument_group("size and schedule")
     size.add_argument("--size", type=_positive_int, metavar="PX",
-                      help="longer side of the output in pixels (default 512, painted at half "
-                      "the size first)")
+                      help="longer side of the output in pixels (default 512; from 512 px up it is "
+                      "painted at half the size first)")
     size.add_argument("--scales", type=_list_of(_positive_int), metavar="PX,PX,...",
                       help="coarse-to-fine sizes, e.g. 256,512,1024: each stage starts from the "
                       "last one's result, upsampled (replaces --size)")
@@ -337,8 +337,9 @@ def check_painting_options(args, *, style_count, default_size=512):
     if args.scales and any(b <= a for a, b in zip(args.scales, args.scales[1:])):
         raise BadInput(f"--scales {','.join(map(str, args.scales))}: expected sizes from coarse to fine, "
                        "each larger than the one before (e.g. 256,512)")
-    if args.device == "cuda" and "cuda" not in deepstyle.backends():
-        raise BadInput("--device cuda: this build has no CUDA backend (deepstyle._cuda); use --device cpu")
+    if args.device == "cuda" and not deepstyle.cuda_available():
+        raise BadInput(f"--device cuda: {deepstyle.backend.cuda_unavailable_reason()}; "
+                       f"use --device cpu")
     if args.device == "cuda":
         raise BadInput("--device cuda: the feature networks cannot run on CUDA yet; use --device cpu")
     if args.style_blend and len(args.style_blend) != style_count:

@@ -14,6 +14,8 @@ Without ``mpirun`` it is one process with a progress bar over the images.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import threading
@@ -101,7 +103,7 @@ def plan_jobs(content_dir, output_dir, overwrite=False):
 class BatchPainter:
     """The network and the style images, loaded once per rank, and the painting of one image."""
 
-    def __init__(self, args, sizes):
+    def __init__(self, args, sizes, quiet=False):
         from .image import load_image
 
         self.largest = max(sizes)
@@ -110,7 +112,9 @@ class BatchPainter:
         init = args.init
         if init not in ("content", "noise"):
             init = load_image(init, self.largest, what="--init image")
-        self.net = paint._load_net(args)
+        # the network's notes ("no pretrained weights found ...") once, from rank 0
+        with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
+            self.net = paint._load_net(args)
         self.settings = paint._settings(args, self.net, sizes, init)
 
     def paint(self, job, on_iteration=None):
@@ -279,7 +283,7 @@ def _run(args, current):
         sizes = paint.check_painting_options(args, style_count=len(args.styles))
         os.makedirs(args.output_dir, exist_ok=True)  # every rank: it may be a node-local folder
         jobs, skipped = plan_jobs(args.content_dir, args.output_dir, args.overwrite)
-        painter = BatchPainter(args, sizes) if jobs else None
+        painter = BatchPainter(args, sizes, quiet=not current.is_root) if jobs else None
     except MemoryError:
         error = "out of memory loading the network; try fewer ranks per machine"
     except (ValueError, OSError) as exc:

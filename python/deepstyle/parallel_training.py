@@ -196,4 +196,22 @@ def distribute(trainer, world):
     if not world.is_root:
         trainer.out = trainer.on_epoch = None
         trainer.progress = False
+    _sum_epoch_metrics(trainer, world)
     return parallel
+
+
+def _sum_epoch_metrics(trainer, world):
+    """Before each epoch's record (history, plots), the running training metrics summed over
+    the ranks: the cost and errors of the whole epoch, not of rank 0's slices. (The progress
+    bar, drawn by rank 0 alone between these meetings, shows its own slices.)"""
+    end_epoch, metrics = trainer.end_epoch, trainer.metrics
+
+    def end_epoch_with_every_ranks_metrics(state):
+        totals = np.array([metrics.images, metrics.cost_sum, metrics.wrong1, metrics.wrong5],
+                          np.float64)
+        world.allreduce_sum(totals)
+        metrics.images, metrics.cost_sum = int(totals[0]), float(totals[1])
+        metrics.wrong1, metrics.wrong5 = int(totals[2]), int(totals[3])
+        end_epoch(state)
+
+    trainer.end_epoch = end_epoch_with_every_ranks_metrics
