@@ -47,3 +47,42 @@ def test_mixing_numpy_and_cupy_is_an_error():
 
     with pytest.raises(TypeError, match="not a mix"):
         ops.gemm(np.zeros((2, 2), np.float32), cupy.zeros((2, 2), cupy.float32))
+
+
+class _DeviceBufferStandIn:
+    """Host memory dressed as a CUDA array (only the interface the bindings read)."""
+
+    def __init__(self, array, typestr="<f4"):
+        self.array = array
+        self.__cuda_array_interface__ = {"shape": array.shape, "typestr": typestr,
+                                         "data": (array.ctypes.data, False), "strides": None,
+                                         "version": 3}
+
+
+def test_cuda_errors_become_exceptions_naming_the_kernel(monkeypatch):
+    """Without a device, the real deepstyle._cuda checks its buffers, launches, and turns the
+    CUDA error into a RuntimeError naming the kernel: never a crash or a silent result."""
+    if deepstyle.cuda_available():
+        pytest.skip("a CUDA device answers here: launches would succeed")
+    _cuda = pytest.importorskip("deepstyle._cuda", reason="built without nvcc")
+    import sys
+    import types
+
+    stream = types.SimpleNamespace(ptr=0)  # CuPy's current stream, without CuPy or a driver
+    fake_cuda = types.ModuleType("cupy.cuda")
+    fake_cuda.get_current_stream = lambda: stream
+    fake_cupy = types.ModuleType("cupy")
+    fake_cupy.cuda = fake_cuda
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", fake_cuda)
+
+    x, y = (_DeviceBufferStandIn(np.zeros(4, np.float32)) for _ in range(2))
+    with pytest.raises(ValueError, match="x: expected 5 elements, got 4"):
+        _cuda.relu_forward(x, y, 5)
+    with pytest.raises(TypeError, match="x: expected a CuPy array"):
+        _cuda.relu_forward(np.zeros(4, np.float32), y, 4)
+    with pytest.raises(RuntimeError, match="CUDA error in relu_forward"):
+        _cuda.relu_forward(x, y, 4)
+    a, b, c = (_DeviceBufferStandIn(np.zeros(s, np.float32)) for s in ((3, 5), (5, 2), (3, 2)))
+    with pytest.raises(RuntimeError, match="CUDA error in sgemm"):
+        _cuda.gemm(a, b, c, False, False, 3, 2, 5, 1.0, 0.0)

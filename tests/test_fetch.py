@@ -189,3 +189,12 @@ def test_weights_command_list_and_fetch(tmp_path, capsys, monkeypatch, server):
     assert main(["weights", "fetch", "test", "--dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("deepstyle weights: error: test: ")
+
+
+def test_fetching_an_hdf5_file_without_h5py_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "h5py" else object())
+    assert main(["weights", "fetch", "vgg16", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install h5py" in err[0]
+    assert os.listdir(tmp_path) == []

@@ -56,8 +56,8 @@ def test_library_paint_refuses_unknown_options_and_bad_arrays():
 
 def test_the_default_schedule_is_coarse_to_fine():
     assert painting.default_schedule(512) == ((256, 512), painting.DEFAULT_STAGE_ITERATIONS)
-    sizes, iterations = painting.default_schedule(200)
-    assert sizes == (200,) and isinstance(iterations, int)
+    sizes, iterations = painting.default_schedule(384)
+    assert sizes == (384,) and isinstance(iterations, int)
 
 
 # --- the network paint picks --------------------------------------------------------------------

@@ -115,8 +115,8 @@ def add_painting_options(parser):
     ``deepstyle paint-batch``."""
     size = parser.add_argument_group("size and schedule")
     size.add_argument("--size", type=_positive_int, metavar="PX",
-                      help="longer side of the output in pixels (default 512, painted at half "
-                      "the size first)")
+                      help="longer side of the output in pixels (default 512; from 512 px up it is "
+                      "painted at half the size first)")
     size.add_argument("--scales", type=_list_of(_positive_int), metavar="PX,PX,...",
                       help="coarse-to-fine sizes, e.g. 256,512,1024: each stage starts from the "
                       "last one's result, upsampled (replaces --size)")

@@ -1,8 +1,9 @@
 """The library call behind ``deepstyle paint``: ``deepstyle.paint(content, style, **options)``.
 
 >>> import deepstyle
+>>> from deepstyle.image import save_image
 >>> image = deepstyle.paint("photo.jpg", "wave.jpg")          # (H, W, 3) float32 RGB in [0, 1]
->>> deepstyle.image.save_image("out.png", image)
+>>> save_image("out.png", image)
 
 It picks the network and the defaults exactly as the command does (``choose_network``,
 ``default_schedule``): the pretrained VGG16 when ``deepstyle weights fetch vgg16`` has put it in
@@ -28,8 +29,9 @@ DEFAULT_STAGE_ITERATIONS = (150, 60)
 
 def default_schedule(size=DEFAULT_SIZE):
     """(sizes, iterations per stage) of the default run at ``size`` px: a stage at half the size
-    first, when that still leaves a useful picture (>= 128 px)."""
-    if size // 2 >= 128:
+    first when that is at least 256 px (at 128 px, relu4_2 is 16 x 16 and holds too little of
+    the content: the style took over the astronaut's portrait)."""
+    if size // 2 >= 256:
         return (size // 2, size), DEFAULT_STAGE_ITERATIONS
     return (size,), DEFAULT_STAGE_ITERATIONS[0]
 

@@ -61,6 +61,12 @@ def _list(directory):
 
 
 def _fetch(source, directory):
+    import importlib.util
+
+    if source.filename.endswith(".h5") and importlib.util.find_spec("h5py") is None:
+        print(f"deepstyle weights: error: {source.name} is an HDF5 file and reading it needs h5py: "
+              "pip install h5py (or 'deepstyle[h5]'), then fetch again", file=sys.stderr)
+        return EXIT_BAD_INPUT
     progress = _Progress(source.name)
     started = time.monotonic()
     path, fetched = fetch(source, directory, progress)
