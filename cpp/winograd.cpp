@@ -478,7 +478,7 @@ void winograd_conv(const Geometry& g, const float* x, const Filters& f, const fl
 bool winograd_applies(const Conv2dShape& s) {
   return s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h >= 0 &&
          s.pad_h <= 2 && s.pad_w >= 0 && s.pad_w <= 2 && s.N > 0 && s.C > 0 && s.K > 0 &&
-         s.P > 0 && s.Q > 0;
+         s.P > 0 && s.Q > 0 && s.H > 0 && s.W > 0;  // grad_x's tiles cover H x W: none divide by 0
 }
 
 namespace {

@@ -88,6 +88,24 @@ def test_winograd_rejects_other_geometries(kernel, stride, padding):
         ops.conv2d_backward(grad_y, x, weight, stride, padding, algo="winograd")
 
 
+@pytest.mark.parametrize("algo", ["winograd", "auto", "direct"])
+@pytest.mark.parametrize("shape", [(1, 16, 5, 0), (2, 16, 0, 3), (1, 16, 0, 0)])
+def test_images_with_no_pixels_give_bias_outputs_and_empty_gradients(shape, algo):
+    """An empty image under padding 2 still has outputs (the bias); grad_x has no tiles (this
+    once divided by zero in the Winograd grad_x blocking: SIGFPE)."""
+    rng = np.random.default_rng(5)
+    x = np.zeros(shape, np.float32)
+    weight = rng.standard_normal((16, shape[1], 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(16).astype(np.float32)
+    y = ops.conv2d(x, weight, bias, padding=2, algo=algo)
+    np.testing.assert_array_equal(y, np.broadcast_to(bias[None, :, None, None], y.shape))
+    grad_x, grad_weight, grad_bias = ops.conv2d_backward(np.ones_like(y), x, weight, 1, 2,
+                                                         algo=algo)
+    assert grad_x.shape == shape
+    np.testing.assert_array_equal(grad_weight, np.zeros_like(weight))
+    np.testing.assert_allclose(grad_bias, np.full(16, y[:, 0].size, np.float32))
+
+
 @pytest.mark.parametrize("algo", ["fast", None, "Winograd"])
 def test_unknown_algo_is_rejected(algo):
     x, weight = np.zeros((1, 2, 5, 5), np.float32), np.zeros((2, 2, 3, 3), np.float32)
