@@ -192,7 +192,7 @@ def _finish(layers, convention, source, path, arch=None):
     known = list(vgg_arch.conv_shapes("vgg19"))
     for name, (weight, bias) in layers.items():
         if name not in known:
-            raise WeightsError(f"{path}: layer {name}: not a VGG convolution (expected one of {', '.join(known)})")
+            raise WeightsError(f"{path}: layer {name:.100}: not a VGG convolution (expected one of {', '.join(known)})")
         if weight.ndim != 4 or bias.ndim != 1:
             raise WeightsError(
                 f"{path}: layer {name}: expected a 4-D weight and a 1-D bias, got shapes "
@@ -309,10 +309,10 @@ def _load_npz(path):
     for key in arrays:
         name, _, part = key.partition(".")
         if part not in ("weight", "bias"):
-            raise WeightsError(f"{path}: unexpected array {key!r} (expected <layer>.weight / <layer>.bias)")
+            raise WeightsError(f"{path}: unexpected array {key!r:.100} (expected <layer>.weight / <layer>.bias)")
         other = f"{name}.{'bias' if part == 'weight' else 'weight'}"
         if other not in arrays:
-            raise WeightsError(f"{path}: layer {name}: has {key} but no {other}")
+            raise WeightsError(f"{path}: layer {name:.100}: has {key:.100} but no {other:.100}")
         if arrays[key].dtype.kind not in "fiu":
             raise WeightsError(f"{path}: layer {name}: {part} holds {arrays[key].dtype} values, expected numbers")
         layers[name] = (arrays[f"{name}.weight"].astype(np.float32), arrays[f"{name}.bias"].astype(np.float32))
