@@ -293,3 +293,24 @@ def test_ctrl_c_keeps_finished_epochs_and_resume_finishes(tmp_path, capsys, monk
     out = capsys.readouterr().out
     assert "resuming after epoch 1 of 3" in out and "test accuracy" in out
     assert len(list(csv.DictReader(open(tmp_path / "run" / "history.csv")))) == 3
+
+
+def test_cifar10_files_train_the_cnn_end_to_end(tmp_path, capsys, monkeypatch):
+    """The binary CIFAR-10 layout through `deepstyle train cifar-cnn --dataset cifar10`: colour
+    32x32 inputs and the reports (without ZCA: a 3072x3072 eigendecomposition takes a minute;
+    test_zca_whitens_with_floored_eigenvalues covers it)."""
+    from deepstyle.data import cifar
+
+    monkeypatch.setattr(cifar, "IMAGES_PER_BATCH", 100)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        cifar.write_binary_batch(str(tmp_path / (name + ".bin")),
+                                 rng.integers(0, 256, (100, 3, 32, 32)), rng.integers(0, 10, 100))
+    out = tmp_path / "run"
+    assert cli.main(["train", "cifar-cnn", "--dataset", "cifar10", "--data", str(tmp_path),
+                     "--epochs", "1", "--validation", "100", "--no-zca", "--out", str(out),
+                     "--quiet"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    clf = Classifier.load(out / "checkpoint.npz")
+    assert clf.image_shape == (3, 32, 32) and clf.classes[9] == "truck"
+    assert len(clf.classify(rng.integers(0, 256, (32, 32, 3)).astype(np.uint8))) == 1
