@@ -201,3 +201,14 @@ def test_ctrl_c_while_the_commands_are_still_loading_prints_one_line(monkeypatch
     assert cli.main(["paint", "--demo"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
     assert paint  # the module under test is importable on its own
+
+
+def test_ctrl_c_while_the_command_imports_the_package_prints_one_line(tmp_path):
+    """The console script imports the package before ``cli.main`` runs: an interrupt there must
+    not print a traceback (simulated by raising it right after the import, uncaught)."""
+    script = tmp_path / "deepstyle"
+    script.write_text("import deepstyle\nraise KeyboardInterrupt\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode != 0
+    assert result.stderr.strip() == "interrupted", result.stderr

@@ -6,7 +6,27 @@ import numbers
 import os
 import sys
 
-from . import _cpu
+
+def _quiet_interrupts_in_the_command() -> None:
+    """Ctrl-C while the ``deepstyle`` command is still importing this package (before
+    ``cli.main`` can catch it) ends with one line, not a traceback through the imports.
+    Only the console script is affected; ``import deepstyle`` elsewhere keeps Python's hook."""
+    if os.path.basename(sys.argv[0] if sys.argv else "") != "deepstyle":
+        return
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+        else:
+            previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
+_quiet_interrupts_in_the_command()
+
+from . import _cpu  # noqa: E402
 
 __version__ = "0.1.0"
 
