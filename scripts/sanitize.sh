@@ -30,9 +30,16 @@ cmake -S . -B "$build/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" >/dev/null
 cmake --build "$build/cmake" -j 2 >/dev/null
 # Python itself is not instrumented: the ASan runtime must be loaded first. Leak checking is off
-# (the interpreter's own allocations at exit are not ours); any error ends the process.
+# (the interpreter's own allocations at exit are not ours); any error ends the process. pytest
+# captures the test's stderr, which an abort loses: the reports go to files, shown on failure.
+rm -f "$build"/sanitizer-report.*
+status=0
 LD_PRELOAD="$asan $ubsan" \
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
-UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:log_path="$PWD/$build/sanitizer-report" \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path="$PWD/$build/sanitizer-report" \
 PYTHONPATH="$PWD/$package" \
-  python -m pytest -q -p no:cacheprovider "${@:-${SANITIZED_TESTS[@]}}"
+  python -m pytest -p no:cacheprovider "${@:-${SANITIZED_TESTS[@]}}" || status=$?
+if [ "$status" -ne 0 ]; then
+  cat "$build"/sanitizer-report.* >&2 2>/dev/null || true
+fi
+exit "$status"
