@@ -14,6 +14,7 @@ import pytest
 
 import reference as ref
 from deepstyle import backend, ops
+from test_ops_activations import ACTIVATIONS  # the same table of maps and references
 
 
 @pytest.fixture
@@ -178,15 +179,6 @@ def test_gram(emulated, shape):
 def test_gram_is_exactly_symmetric(emulated):
     g = ops.gram(rand(np.random.default_rng(6), 1, 70, 5, 5))
     np.testing.assert_array_equal(g, g.transpose(0, 2, 1))
-
-
-ACTIVATIONS = {
-    "relu": (ops.relu, ops.relu_backward, ref.relu, ref.relu_backward, False),
-    "leaky_relu": (ops.leaky_relu, ops.leaky_relu_backward, ref.leaky_relu,
-                   ref.leaky_relu_backward, False),
-    "sigmoid": (ops.sigmoid, ops.sigmoid_backward, ref.sigmoid, ref.sigmoid_backward, True),
-    "tanh": (ops.tanh, ops.tanh_backward, ref.tanh, ref.tanh_backward, True),
-}
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
