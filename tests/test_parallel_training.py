@@ -199,10 +199,15 @@ def test_train_command_on_three_ranks_matches_one_process(tmp_path, capsys):
 
 @needs_mpi
 def test_ranks_sharing_cores_split_them(tmp_path):
-    """Without DEEPSTYLE_NUM_THREADS, 2 unbound ranks on one machine take half its cores each."""
-    result = mpirun(2, "-c", "from deepstyle.distributed import world, set_threads_per_rank\n"
-                    "print('threads', set_threads_per_rank(world()), flush=True)",
-                    env={"DEEPSTYLE_NUM_THREADS": ""})
+    """Without DEEPSTYLE_NUM_THREADS, 2 unbound ranks on one machine take half its cores each.
+    Each rank writes its own file: mpirun may interleave the ranks' stdout mid-line."""
+    script = ("import sys\n"
+              "from deepstyle.distributed import world, set_threads_per_rank\n"
+              "w = world()\n"
+              "threads = set_threads_per_rank(w)\n"
+              "open(f'{sys.argv[1]}/rank{w.rank}', 'w').write(str(threads))")
+    result = mpirun(2, "-c", script, tmp_path, env={"DEEPSTYLE_NUM_THREADS": ""})
     assert result.returncode == 0, result.stderr
     expected = max(1, len(os.sched_getaffinity(0)) // 2)
-    assert result.stdout.split() == ["threads", str(expected)] * 2, result.stdout
+    written = {path.name: path.read_text() for path in tmp_path.iterdir()}
+    assert written == {"rank0": str(expected), "rank1": str(expected)}, result.stdout
