@@ -5,10 +5,12 @@ become one, served by the CUDA kernels' own source emulated on the CPU. Any host
 the results must match the same run on the CPU.
 
 Tolerances: the two runs differ only in the order of float32 sums (the CUDA kernels tile their
-reductions differently from the C++ ones), about eps * sqrt(terms) relative per operation; an
-evaluation of the loss and gradient agrees to ~1e-5 relative, and a few L-BFGS iterations keep
-that order (the line search makes the same choices), so the images agree to well under one grey
-level of 255.
+reductions differently from the C++ ones), about eps * sqrt(terms) relative per operation. The
+losses are sums of squared differences between nearly equal Gram matrices (or features), which
+amplifies that by |G| / |G - A| (10-100 here): 1e-3 relative. The images move by the L-BFGS
+steps, each a sum of gradients accurate to ~1e-5 relative, and a few iterations keep that order
+(the line search makes the same choices): 1e-3 absolute, a quarter of a grey level of 255
+(measured here: 3.4e-5 and 4e-6).
 """
 
 import numpy as np
@@ -58,7 +60,7 @@ def test_painting_on_the_gpu_stand_in_matches_the_cpu(fake_gpu):
     # to the host: the previous stage's image at the second stage's start, the result
     assert fake_gpu.transfers["to_host"] == 2
     assert len(losses_gpu) == len(losses_cpu) == 7
-    np.testing.assert_allclose(losses_gpu, losses_cpu, rtol=1e-4)
+    np.testing.assert_allclose(losses_gpu, losses_cpu, rtol=1e-3)
     assert image_gpu.shape == image_cpu.shape == (15, 20, 3)
     np.testing.assert_allclose(image_gpu, image_cpu, atol=1e-3)
     assert np.abs(image_gpu - content).max() > 1e-2  # it painted something

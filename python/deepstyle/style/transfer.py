@@ -166,7 +166,8 @@ class Painter:
         if not styles:
             raise ValueError("styles: expected at least one style image, got none")
         self.xp = device_module(settings.device)
-        self.net = net.to(settings.device)
+        # a network without to() (a duck-typed NumPy one, as in the tests) runs where it is
+        self.net = net.to(settings.device) if hasattr(net, "to") else net
         self.content = np.asarray(content, np.float32)
         self.styles = [np.asarray(s, np.float32) for s in styles]
         self.settings = settings
