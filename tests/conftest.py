@@ -110,6 +110,9 @@ def ops_device(request, monkeypatch):
 
         def on_device(fn):
             def call(*args, **kwargs):
+                if kwargs.get("return_indices") or kwargs.get("indices") is not None:
+                    pytest.skip("max pooling's indices are a CPU-only feature (the CUDA "
+                                "backward finds the maxima again)")
                 moved = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
                 kwargs = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v
                           for k, v in kwargs.items()}
