@@ -12,7 +12,10 @@ __global__ void sgd_update_kernel(int64_t n, SgdUpdate update, float* param, con
                                   float* velocity) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x)
-    update(i, param, grad, velocity);
+    if (velocity)  // the same for every thread: no divergence
+      update(i, param, grad, velocity);
+    else
+      update(i, param, grad);
 }
 
 __global__ void adam_update_kernel(int64_t n, AdamUpdate update, float* param, const float* grad,

@@ -19,6 +19,7 @@ import numbers
 
 import numpy as np
 
+from . import backend as _backend
 from .backend import array_module, kernels
 
 __all__ = [
@@ -515,10 +516,24 @@ def tanh_backward(grad_y, y):
 # array expressions, each a pass over memory and a temporary.
 
 
+def _plain_host_arrays(arrays):
+    """True when ``arrays`` are distinct writeable C-contiguous float32 NumPy arrays of one
+    shape, each owning its memory, so that none can overlap another: the common case, checked
+    at a fraction of the general path's cost (a training step updates every parameter)."""
+    shape = arrays[0].shape if type(arrays[0]) is np.ndarray else None
+    for a in arrays:
+        if (type(a) is not np.ndarray or a.base is not None or a.dtype != np.float32
+                or a.shape != shape or not a.flags.c_contiguous or not a.flags.writeable):
+            return False
+    return len({id(a) for a in arrays}) == len(arrays)
+
+
 def _update_buffers(param, grad, states):
     """Checked ``(backend, param, grad)`` for an in-place update of ``param`` and its optimiser
     ``states`` ({name: array or None}): all writeable C-contiguous float32 arrays of param's
     shape, none overlapping another; grad is converted like any input."""
+    if _plain_host_arrays([param, grad, *(s for s in states.values() if s is not None)]):
+        return _backend._HOST[0], param, grad  # the NumPy arrays' kernels
     backend, xp = kernels(param, grad, *states.values())
     _check_output(param, xp, getattr(param, "shape", ()), {}, "param")  # type checked first
     grad = _as_float32(grad, "grad")
@@ -540,8 +555,8 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0
     ``param`` and ``velocity`` are writeable C-contiguous float32 arrays of one shape; returns
     param."""
     backend, param, grad = _update_buffers(param, grad, {"velocity": velocity})
-    backend.sgd_update(param, grad, velocity, param.size, _real(lr, "lr"),
-                       _real(momentum, "momentum"), _real(weight_decay, "weight_decay"))
+    backend.sgd_update(param, grad, velocity, param.size, _scalar(lr, "lr"),
+                       _scalar(momentum, "momentum"), _scalar(weight_decay, "weight_decay"))
     return param
 
 
@@ -552,13 +567,18 @@ def adam_update(param, grad, m, v, *, step_size, beta1, beta2, eps, correction2,
     ``param -= step_size * m / (sqrt(v / correction2) + eps)``: bias-corrected when
     ``step_size = lr / (1 - beta1**t)`` and ``correction2 = 1 - beta2**t``. Returns param."""
     backend, param, grad = _update_buffers(param, grad, {"m": m, "v": v})
-    correction2 = _real(correction2, "correction2")
+    correction2 = _scalar(correction2, "correction2")
     if not correction2 > 0:
         raise ValueError(f"correction2: expected a positive number, got {correction2!r}")
-    backend.adam_update(param, grad, m, v, param.size, _real(step_size, "step_size"),
-                        _real(beta1, "beta1"), _real(beta2, "beta2"), _real(eps, "eps"),
-                        correction2, _real(weight_decay, "weight_decay"))
+    backend.adam_update(param, grad, m, v, param.size, _scalar(step_size, "step_size"),
+                        _scalar(beta1, "beta1"), _scalar(beta2, "beta2"), _scalar(eps, "eps"),
+                        correction2, _scalar(weight_decay, "weight_decay"))
     return param
+
+
+def _scalar(value, name):
+    """_real, with Python floats (what the optimisers pass) let through at no cost."""
+    return value if type(value) is float else _real(value, name)
 
 
 # --- loss -------------------------------------------------------------------------------------
