@@ -37,6 +37,12 @@ def conv_results(rng):
         grads = ops.conv2d_backward(normal(rng, *y.shape), x, w, stride, padding)
         for name, value in zip(["y", "grad_x", "grad_weight", "grad_bias"], (y, *grads)):
             out[f"n={n} k={r} {name}"] = value
+    # The direct kernels of 32/64 output channels (rows of output positions, taps of grad_weight).
+    x, w = normal(rng, 3, 12, 14, 13), normal(rng, 64, 12, 5, 5)
+    y = ops.conv2d(x, w, None, 1, 2)
+    out["direct y"] = y
+    out["direct grad_x"], out["direct grad_weight"], _ = ops.conv2d_backward(
+        normal(rng, *y.shape), x, w, 1, 2)
     # Winograd: threads split the input transform by channel and the rest by output channel,
     # over several blocks of tiles.
     x, w = normal(rng, 2, 20, 70, 45), normal(rng, 40, 20, 3, 3)
