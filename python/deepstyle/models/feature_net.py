@@ -93,6 +93,13 @@ class ConventionIO:
     def deprocess(self, x):
         return self.convention.deprocess(x)
 
+    def to(self, device):
+        """Move the weights to ``device`` ("cpu" or "cuda") in place; returns the network."""
+        self.clear()
+        for layer in self.layers():
+            layer.to(device)
+        return self
+
 
 class FeatureNet(ConventionIO):
     """Named layers in a chain, an input convention and a description; see the module doc."""
@@ -120,6 +127,10 @@ class FeatureNet(ConventionIO):
 
     def __repr__(self):
         return f"<FeatureNet {self.description}: {' '.join(self.layer_names)}>"
+
+    def layers(self):
+        """The layers, in order."""
+        return [layer for _, layer in self._layers]
 
     @property
     def min_size(self):
