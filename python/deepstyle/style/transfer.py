@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..allocator import reusing_freed_memory
 from ..backend import device_module, to_host
 from ..image import fit_size, resize_image, rgb_to_yiq, yiq_to_rgb
 from .losses import Normalisation, StyleObjective, check_layers
@@ -269,7 +270,12 @@ class Painter:
 
     def run(self, on_iteration=None):
         """Run the remaining stages; ``on_iteration(progress)`` after every iteration.
-        Returns the final image (see :meth:`image`)."""
+        Returns the final image (see :meth:`image`). Each evaluation frees and allocates the
+        same large arrays again: they are reused rather than mapped afresh while it runs."""
+        with reusing_freed_memory():
+            return self._run_stages(on_iteration)
+
+    def _run_stages(self, on_iteration):
         settings, on_device = self.settings, self.xp.asarray
         while self.stage < len(self.shapes):
             shape = self.shapes[self.stage]
