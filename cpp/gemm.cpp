@@ -1,16 +1,24 @@
 // SGEMM on plain row-major matrices: the blocked driver of gemm_blocked.h (packed panels, an
 // 8x48 register-blocked AVX-512 micro-kernel, threads on disjoint slices of C), or, for A.B^T
 // with small M and N and a long K (Gram matrices), its unpacked dot-product kernel, which for
-// A.A^T computes one triangle and mirrors it.
+// A.A^T computes one triangle and mirrors it; small products run unpacked on one thread
+// (gemm_small.h).
 #include "gemm.h"
 
 #include <algorithm>
 
 #include "gemm_blocked.h"
+#include "gemm_small.h"
 #include "threads.h"
 
 namespace ds::cpu {
 namespace {
+
+// Below this many multiply-adds a product is not worth waking the thread team for.
+constexpr int64_t kOneThread = 64 * 64 * 64;
+// Below these, packing costs more than it saves (measured on AVX-512: the unpacked kernel is
+// 1.0-1.6x the packed one from 10x100x64 to 128x128x256).
+constexpr int64_t kSmallProduct = 1 << 22, kSmallTransposed = 64 * 64 * 64;
 
 void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
@@ -19,6 +27,18 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   if (K <= 0 || alpha == 0.0f) {
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  const int64_t products = M * N * K;
+  if (!trans_b && products < kSmallProduct) {  // B's rows run along N
+    small_gemm::gemm(M, N, K, alpha, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, ldb, beta, C,
+                     ldc, 1, threads);
+    return;
+  }
+  // A's rows run along M: C^T = B A, stored transposed, element by element, which only a deep
+  // enough sum amortises.
+  if (trans_a && trans_b && products < kSmallTransposed && K >= 32) {
+    small_gemm::gemm(N, M, K, alpha, B, ldb, 1, A, lda, beta, C, 1, ldc, threads);
     return;
   }
   // A B^T with few rows and columns and a long sum: dot products, unpacked. A A^T (a Gram
@@ -40,8 +60,7 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc) {
-  // Small products are not worth waking the thread team for.
-  const int threads = M * N * K < 64 * 64 * 64 ? 1 : num_threads();
+  const int threads = M * N * K < kOneThread ? 1 : num_threads();
   sgemm_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
 }
 
