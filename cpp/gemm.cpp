@@ -60,8 +60,12 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc) {
-  const int threads = M * N * K < kOneThread ? 1 : num_threads();
-  sgemm_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+  sgemm_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+             gemm_threads(M * N * K));
+}
+
+int gemm_threads(int64_t multiply_adds) {
+  return multiply_adds < kOneThread ? 1 : num_threads();
 }
 
 }  // namespace ds::cpu
