@@ -166,6 +166,20 @@ def test_gemm_random_shapes_match_reference(m, n, k):
     ref.assert_close(c, expected, terms=k)
 
 
+@pytest.mark.parametrize("m,k", [(300, 200), (100, 2000), (9, 5), (800, 40)])
+def test_gemm_of_a_matrix_with_its_own_transpose_is_symmetric_and_matches(m, k):
+    # a @ a.T on one buffer computes one triangle and mirrors it (dot products or the blocked
+    # driver's upper tiles, by size); with beta != 0 it is an ordinary product.
+    rng = np.random.default_rng(m + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    c = ops.gemm(a, a, trans_b=True)
+    np.testing.assert_array_equal(c, c.T)
+    ref.assert_close(c, ref.gemm(a, a, trans_b=True), terms=k)
+    c0 = rng.standard_normal((m, m)).astype(np.float32)
+    c2 = ops.gemm(a, a, c0.copy(), trans_b=True, beta=0.5)
+    ref.assert_close(c2, ref.gemm(a, a, c0, trans_b=True, beta=0.5), terms=k)
+
+
 def test_gemm_writes_only_inside_c():
     rng = np.random.default_rng(10)
     a, b = operands(rng, 13, 33, 20, False, False)
