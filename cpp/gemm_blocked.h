@@ -308,16 +308,34 @@ inline void split_range(int64_t n, int parts, int i, int64_t& lo, int64_t& hi) {
   hi = n * (i + 1) / parts;
 }
 
-// The serial blocked algorithm on rows [i_lo, i_hi) and columns [j_lo, j_hi) of C; with
-// `upper`, only the tiles that reach C's upper triangle (j >= i).
+// Depth of the K slices for an M-row product: equal slices of at most KC (a thin last slice
+// would pay the C updates for little work), or deeper for few rows, as long as their A block
+// stays a quarter of L2 (64x16384x800: one slice instead of two passes over C).
+inline int64_t depth_slice(int64_t M, int64_t K) {
+  const int64_t rows = std::min(MC, (M + MR - 1) / MR * MR);
+  const int64_t most = std::max(KC, std::min<int64_t>(2048, (int64_t{1} << 16) / rows));
+  const int64_t slices = (K + most - 1) / most;
+  return (K + slices - 1) / slices;
+}
+
+// The serial blocked algorithm on rows [i_lo, i_hi) and columns [j_lo, j_hi) of C, in K slices
+// of kc_max; with `upper`, only the tiles that reach C's upper triangle (j >= i). B panels are
+// packed a group at a time, the group used by every row block before the next is packed. When
+// the rows are one MC block nothing else reuses a panel, so a group is only as large as keeps it
+// in L2 (512 KB; 64x16384x800: 3 panels, where a whole NC block would make a round trip through
+// L3), and packing a group back to back keeps the memory reads overlapped (a panel at a time,
+// 32x65536x75 is 2x slower).
 template <typename ASrc, typename BSrc, typename CDst>
-void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K, float alpha,
-               const ASrc& A, const BSrc& B, float beta, const CDst& C, const float* bias,
-               bool upper = false) {
+void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K, int64_t kc_max,
+               float alpha, const ASrc& A, const BSrc& B, float beta, const CDst& C,
+               const float* bias, bool upper = false) {
   if (i_lo >= i_hi || j_lo >= j_hi) return;
-  // Equal depth slices of at most KC: a thin last slice would pay the C updates for little work.
-  const int64_t kc_max = (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
-  float* packed_b = packed_b_scratch().get(kc_max * std::min(NC, (j_hi - j_lo + NR - 1) / NR * NR));
+  constexpr int64_t kGroupFloats = int64_t{1} << 17;
+  const int64_t block_panels = std::min(NC, j_hi - j_lo + NR - 1) / NR;
+  const int64_t group = i_hi - i_lo <= MC
+                            ? std::max<int64_t>(1, std::min(block_panels, kGroupFloats / (kc_max * NR)))
+                            : block_panels;
+  float* packed_b = packed_b_scratch().get(kc_max * group * NR);
   float* packed_a = packed_a_scratch().get(kc_max * std::min(MC, (i_hi - i_lo + MR - 1) / MR * MR));
   for (int64_t j0 = j_lo; j0 < j_hi; j0 += NC) {
     const int64_t nc = std::min(NC, j_hi - j0), panels = (nc + NR - 1) / NR;
@@ -326,19 +344,27 @@ void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K
       const int64_t kc = std::min(kc_max, K - k0);
       const float beta_here = k0 == 0 ? beta : 1.0f;
       const float* bias_here = k0 == 0 ? bias : nullptr;
-      for (int64_t p = 0; p < panels; ++p)
-        B.pack(k0, kc, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR), packed_b + p * NR * kc);
-      for (int64_t i0 = i_lo; i0 < i_end; i0 += MC) {
-        const int64_t mc = std::min(MC, i_end - i0), tiles = (mc + MR - 1) / MR;
-        for (int64_t t = 0; t < tiles; ++t)
-          A.pack(i0 + t * MR, std::min<int64_t>(MR, mc - t * MR), k0, kc, packed_a + t * MR * kc);
-        for (int64_t p = 0; p < panels; ++p)
-          for (int64_t t = 0; t < tiles; ++t) {
+      for (int64_t p0 = 0; p0 < panels; p0 += group) {
+        const int64_t p1 = std::min(panels, p0 + group);
+        for (int64_t p = p0; p < p1; ++p)
+          B.pack(k0, kc, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR),
+                 packed_b + (p - p0) * NR * kc);
+        for (int64_t i0 = i_lo; i0 < i_end; i0 += MC) {
+          const int64_t mc = std::min(MC, i_end - i0), tiles = (mc + MR - 1) / MR;
+          if (p0 == 0)  // groups of fewer panels come with a single row block: packed once
+            for (int64_t t = 0; t < tiles; ++t)
+              A.pack(i0 + t * MR, std::min<int64_t>(MR, mc - t * MR), k0, kc,
+                     packed_a + t * MR * kc);
+          for (int64_t p = p0; p < p1; ++p) {
             const int64_t cols = std::min<int64_t>(NR, nc - p * NR);
-            if (upper && j0 + p * NR + cols <= i0 + t * MR) continue;  // below the diagonal
-            tile(kc, packed_a + t * MR * kc, packed_b + p * NR * kc, alpha, beta_here, bias_here,
-                 C, i0 + t * MR, j0 + p * NR, std::min<int64_t>(MR, mc - t * MR), cols);
+            for (int64_t t = 0; t < tiles; ++t) {
+              if (upper && j0 + p * NR + cols <= i0 + t * MR) continue;  // below the diagonal
+              tile(kc, packed_a + t * MR * kc, packed_b + (p - p0) * NR * kc, alpha, beta_here,
+                   bias_here, C, i0 + t * MR, j0 + p * NR, std::min<int64_t>(MR, mc - t * MR),
+                   cols);
+            }
           }
+        }
       }
     }
   }
@@ -357,7 +383,8 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
   const int64_t m_tiles = (M + MR - 1) / MR, panels = (N + NR - 1) / NR;
   threads = std::max(1, std::min<int>(threads, (int)std::max(m_tiles, panels)));
   if (upper) threads = std::min<int>(threads, (int)panels);
-  if (threads == 1) return gemm_part(0, M, 0, N, K, alpha, A, B, beta, C, bias, upper);
+  const int64_t kc = depth_slice(M, K);  // of the whole product: the same sums in any partition
+  if (threads == 1) return gemm_part(0, M, 0, N, K, kc, alpha, A, B, beta, C, bias, upper);
   // Fraction of the ideal even share that the busiest thread gets, splitting by columns or rows.
   const auto balance = [threads](int64_t units, int64_t unit, int64_t total) {
     return (double)total / (threads * std::min(total, (units + threads - 1) / threads * unit));
@@ -374,9 +401,9 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
       hi = t + 1 == nt ? panels : (int64_t)(panels * std::sqrt((double)(t + 1) / nt));
     }
     if (split_cols)
-      gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, alpha, A, B, beta, C, bias, upper);
+      gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, kc, alpha, A, B, beta, C, bias, upper);
     else
-      gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, alpha, A, B, beta, C, bias);
+      gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, kc, alpha, A, B, beta, C, bias);
   }
 }
 
