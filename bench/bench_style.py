@@ -7,8 +7,10 @@ through VGG19 up to relu5_1 (average pooling, random weights: the speed does not
 them), the content loss at relu4_2, Gram-matrix style losses at relu1_1 ... relu5_1, TV, and
 the backward pass to the image (weights frozen). Each implementation runs in its own
 subprocess, so its peak resident memory (ru_maxrss, everything the process held: libraries,
-weights, activations) is its own. Times are the best of --evals evaluations after one warm-up
-(the machine is shared: the minimum is the least disturbed), wall and CPU time each.
+weights, activations) is its own. deepstyle evaluates as ``Painter.run`` does, inside
+``reusing_freed_memory()`` (freed activations are reused, not mapped afresh). Times are the
+best of --evals evaluations after one warm-up (the machine is shared: the minimum is the least
+disturbed), wall and CPU time each.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ def setup_deepstyle(size, threads):
     """Build the network and the objective; return a function doing one evaluation."""
     del threads  # set through DEEPSTYLE_NUM_THREADS by measure()
     from deepstyle import models
+    from deepstyle.allocator import reusing_freed_memory
     from deepstyle.style import Normalisation, StyleObjective
+
+    reusing_freed_memory().__enter__()  # as in Painter.run; this process ends inside it
 
     content, style, start = images(size)
     net = models.load_feature_net("vgg19", weights="random-vgg", pooling="avg", last_layer="relu5_1")

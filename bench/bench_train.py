@@ -99,8 +99,19 @@ def measure(impl, steps, channels):
                       "cpu": (time.process_time() - cpu) / steps}))
 
 
+def openmp_waiting():
+    """The OpenMP wait setting both implementations run under: the user's OMP_WAIT_POLICY or
+    GOMP_SPINCOUNT, else the bounded spin deepstyle gives its own kernels (PyTorch's libgomp
+    would otherwise spin for milliseconds after each region and lose badly on a busy machine)."""
+    import deepstyle
+
+    chosen = {k: os.environ[k] for k in deepstyle._SPIN_VARIABLES if k in os.environ}
+    return chosen or {"GOMP_SPINCOUNT": deepstyle._BOUNDED_SPIN}
+
+
 def run(impl, threads, steps, channels):
-    env = dict(os.environ, DEEPSTYLE_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, DEEPSTYLE_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               **openmp_waiting())
     out = subprocess.run([sys.executable, __file__, "--child", impl, "--steps", str(steps),
                           "--channels", str(channels)], env=env, capture_output=True, text=True,
                          check=True)
@@ -121,7 +132,7 @@ def main():
 
     print(f"cifar-cnn training step, batch {BATCH} of {args.channels}x32x32, {args.steps} steps "
           f"per round, best of {args.rounds} alternating rounds; torch {torch.__version__}; "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+          f"{' '.join(f'{k}={v}' for k, v in openmp_waiting().items())}")
     print(f"{'threads':>7} {'impl':>9} {'ms/step':>8} {'images/s':>9} {'CPU s/step':>11}")
     for threads in [int(t) for t in args.threads.split(",")]:
         best = {}

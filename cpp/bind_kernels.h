@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "shapes.h"
+#include "updates.h"
 
 // Geometry structs travel from Python as tuples of ints in field order.
 namespace pybind11::detail {
@@ -65,7 +66,9 @@ struct type_caster<ds::Pool2dShape> : int64_fields_caster<ds::Pool2dShape> {};
   static constexpr auto sigmoid_backward = &ns::sigmoid_backward;                 \
   static constexpr auto tanh_forward = &ns::tanh_forward;                         \
   static constexpr auto tanh_backward = &ns::tanh_backward;                       \
-  static constexpr auto softmax_cross_entropy = &ns::softmax_cross_entropy;
+  static constexpr auto softmax_cross_entropy = &ns::softmax_cross_entropy;       \
+  static constexpr auto sgd_update = &ns::sgd_update;                             \
+  static constexpr auto adam_update = &ns::adam_update;
 
 namespace ds::bind {
 
@@ -238,6 +241,30 @@ void bind_kernels(py::module_& m) {
     B::prepare();
     py::gil_scoped_release release;
     B::leaky_relu_backward(n, slope, gyp, xp, gxp);
+  });
+
+  // Optimiser updates, in place over n elements (updates.h); velocity may be None.
+  m.def("sgd_update", [](py::handle param, py::handle grad, py::handle velocity, int64_t n,
+                         float lr, float momentum, float weight_decay) {
+    float* pp = B::template out<float>(param, n, "param");
+    const float* gp = B::template in<float>(grad, n, "grad");
+    float* vp = optional_out<B, float>(velocity, n, "velocity");
+    B::prepare();
+    py::gil_scoped_release release;
+    B::sgd_update(n, SgdUpdate{lr, momentum, weight_decay}, pp, gp, vp);
+  });
+
+  m.def("adam_update", [](py::handle param, py::handle grad, py::handle m_buffer,
+                          py::handle v_buffer, int64_t n, float step_size, float beta1,
+                          float beta2, float eps, float correction2, float weight_decay) {
+    float* pp = B::template out<float>(param, n, "param");
+    const float* gp = B::template in<float>(grad, n, "grad");
+    float* mp = B::template out<float>(m_buffer, n, "m");
+    float* vp = B::template out<float>(v_buffer, n, "v");
+    B::prepare();
+    py::gil_scoped_release release;
+    B::adam_update(n, AdamUpdate{step_size, beta1, beta2, eps, correction2, weight_decay}, pp,
+                   gp, mp, vp);
   });
 
   m.def("softmax_cross_entropy", [](py::handle logits, py::handle labels, py::handle grad,

@@ -1,7 +1,11 @@
 // pybind11 bindings of the CPU kernels: module deepstyle._cpu, the function table of
 // bind_kernels.h on NumPy arrays, plus the thread-count settings and the CPU-only kernels
-// (max pooling with argmax indices).
+// (max pooling with argmax indices), and the C library's allocator setting for painting.
 #include <pybind11/pybind11.h>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "activations.h"
 #include "bind_kernels.h"
@@ -54,6 +58,26 @@ void bind_max_pool_indices(py::module_& m) {
   });
 }
 
+// glibc maps every block above its mmap threshold (which it raises to at most 32 MiB) afresh
+// and unmaps it when freed, so a loop that allocates and frees 64 MiB activations pays the
+// kernel for faulting in and zeroing new pages each time. keep=true serves blocks of up to
+// 1 GiB from the heap and does not trim it, so freed blocks are reused; keep=false restores
+// the 32 MiB / 64 MiB thresholds glibc's own adjustment reaches and gives the free memory
+// back. Returns false where the C library is not glibc or refuses the setting (nothing done).
+bool keep_freed_memory(bool keep) {
+#ifdef __GLIBC__
+  constexpr int kHeld = 1 << 30, kMmapDefault = 32 << 20, kTrimDefault = 64 << 20;
+  if (keep) return mallopt(M_MMAP_THRESHOLD, kHeld) == 1 && mallopt(M_TRIM_THRESHOLD, kHeld) == 1;
+  const bool restored = mallopt(M_MMAP_THRESHOLD, kMmapDefault) == 1 &&
+                        mallopt(M_TRIM_THRESHOLD, kTrimDefault) == 1;
+  malloc_trim(0);
+  return restored;
+#else
+  (void)keep;
+  return false;
+#endif
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cpu, m) {
@@ -61,6 +85,7 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("set_num_threads", &ds::set_num_threads);
   m.def("get_num_threads", &ds::num_threads);
   m.def("max_hardware_threads", &ds::max_hardware_threads);
+  m.def("keep_freed_memory", &keep_freed_memory, py::arg("keep"));
   m.attr("simd_level") = ds::simd_level();
   ds::bind::bind_kernels<CpuBackend>(m);
   bind_max_pool_indices(m);

@@ -3,7 +3,9 @@
 // - deepstyle._cuda: buffers are CuPy arrays (device pointers from __cuda_array_interface__),
 //   kernels run on CuPy's current stream;
 // - deepstyle._cuda_emulated (DS_CUDA_EMULATED): the same launchers and kernels compiled for the
-//   CPU over emulation.h, on NumPy arrays, so that the tests run them without a GPU.
+//   CPU over emulation.h, so that the tests run them without a GPU: on the tests' stand-in device
+//   arrays (host memory behind __cuda_array_interface__, read by the same checks as on a GPU) or
+//   on NumPy arrays.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -20,9 +22,6 @@ namespace py = pybind11;
 
 namespace {
 
-#if defined(DS_CUDA_EMULATED)
-using Buffers = ds::bind::HostBuffers;
-#else
 // CuPy arrays (or anything with __cuda_array_interface__), C-contiguous, of exactly the element
 // type: checked here so that a direct call can never pass a wrong-sized or strided buffer.
 template <class T>
@@ -69,6 +68,26 @@ struct DeviceBuffers {
   static T* out(py::handle obj, int64_t n, const char* name) {
     return reinterpret_cast<T*>(device_pointer<T>(obj, n, name, true));
   }
+};
+
+#if defined(DS_CUDA_EMULATED)
+// Emulated "device" memory is host memory: stand-in device arrays through the GPU checks, NumPy
+// arrays through the host ones. There are no streams to order with.
+struct EmulatedBuffers : ds::bind::HostBuffers {
+  template <class T>
+  static const T* in(py::handle obj, int64_t n, const char* name) {
+    if (py::hasattr(obj, "__cuda_array_interface__")) return DeviceBuffers::in<T>(obj, n, name);
+    return HostBuffers::in<T>(obj, n, name);
+  }
+  template <class T>
+  static T* out(py::handle obj, int64_t n, const char* name) {
+    if (py::hasattr(obj, "__cuda_array_interface__")) return DeviceBuffers::out<T>(obj, n, name);
+    return HostBuffers::out<T>(obj, n, name);
+  }
+};
+using Buffers = EmulatedBuffers;
+#else
+struct CupyBuffers : DeviceBuffers {
   // Kernels go on CuPy's current stream, so they order with CuPy's own work.
   static void prepare() {
     // Looked up once and never released (a static py::object would outlive the interpreter).
@@ -78,7 +97,7 @@ struct DeviceBuffers {
   }
   static void check_labels(const int64_t*, int64_t, int64_t) {}  // the kernel guards (NaN loss)
 };
-using Buffers = DeviceBuffers;
+using Buffers = CupyBuffers;
 #endif
 
 struct CudaBackend : Buffers {

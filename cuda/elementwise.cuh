@@ -1,10 +1,29 @@
-// Activations (grid-stride loops; the same formulas as cpp/activations.cpp), Gram matrices on the
-// tiled GEMM, and the softmax cross-entropy.
+// Activations and optimiser updates (grid-stride loops; the same formulas as cpp/activations.cpp
+// and cpp/updates.h), Gram matrices on the tiled GEMM, and the softmax cross-entropy.
 #pragma once
 
+#include "../cpp/updates.h"
 #include "gemm.cuh"
 
 namespace ds::cuda {
+
+// The optimisers' fused parameter updates (the formulas of cpp/updates.h, shared with the CPU).
+__global__ void sgd_update_kernel(int64_t n, SgdUpdate update, float* param, const float* grad,
+                                  float* velocity) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    if (velocity)  // the same for every thread: no divergence
+      update(i, param, grad, velocity);
+    else
+      update(i, param, grad);
+}
+
+__global__ void adam_update_kernel(int64_t n, AdamUpdate update, float* param, const float* grad,
+                                   float* m, float* v) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    update(i, param, grad, m, v);
+}
 
 // y[i] = f(x[i]) for a functor f (the activations below).
 template <class F>

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "../cpp/shapes.h"
+#include "../cpp/updates.h"
 
 namespace ds::cuda {
 
@@ -42,6 +43,11 @@ void sigmoid_forward(int64_t n, const float* x, float* y);
 void sigmoid_backward(int64_t n, const float* grad_y, const float* y, float* grad_x);
 void tanh_forward(int64_t n, const float* x, float* y);
 void tanh_backward(int64_t n, const float* grad_y, const float* y, float* grad_x);
+
+void sgd_update(int64_t n, const SgdUpdate& update, float* param, const float* grad,
+                float* velocity);
+void adam_update(int64_t n, const AdamUpdate& update, float* param, const float* grad, float* m,
+                 float* v);
 
 double softmax_cross_entropy(int64_t N, int64_t K, const float* logits, const int64_t* labels,
                              float* grad_logits);

@@ -109,6 +109,18 @@ void tanh_backward(int64_t n, const float* grad_y, const float* y, float* grad_x
   binary("tanh_backward", n, TanhGrad{}, grad_y, y, grad_x);
 }
 
+void sgd_update(int64_t n, const SgdUpdate& update, float* param, const float* grad,
+                float* velocity) {
+  launch("sgd_update", sgd_update_kernel, dim3(elementwise_blocks(n)), dim3(kBlock), n, update,
+         param, grad, velocity);
+}
+
+void adam_update(int64_t n, const AdamUpdate& update, float* param, const float* grad, float* m,
+                 float* v) {
+  launch("adam_update", adam_update_kernel, dim3(elementwise_blocks(n)), dim3(kBlock), n, update,
+         param, grad, m, v);
+}
+
 double softmax_cross_entropy(int64_t N, int64_t K, const float* logits, const int64_t* labels,
                              float* grad_logits) {
   launch("softmax_cross_entropy", softmax_cross_entropy_kernel, dim3(1), dim3(kBlock), N, K,

@@ -230,3 +230,24 @@ def softmax_cross_entropy(logits, labels):
     grad = np.exp(log_softmax)
     grad[rows, labels] -= 1.0
     return loss, grad / len(labels)
+
+
+# --- optimiser updates ----------------------------------------------------------------------------
+
+
+def sgd_update(param, grad, velocity, lr, momentum, weight_decay):
+    """(param, velocity) after SGD's step (velocity None: plain steps)."""
+    p, g = param.astype(np.float64), grad.astype(np.float64)
+    d = g + weight_decay * p
+    if velocity is not None:
+        d = momentum * velocity.astype(np.float64) + d
+    return p - lr * d, (None if velocity is None else d)
+
+
+def adam_update(param, grad, m, v, step_size, beta1, beta2, eps, correction2, weight_decay):
+    """(param, m, v) after Adam's step."""
+    p, g = param.astype(np.float64), grad.astype(np.float64)
+    d = g + weight_decay * p
+    m = beta1 * m.astype(np.float64) + (1 - beta1) * d
+    v = beta2 * v.astype(np.float64) + (1 - beta2) * d * d
+    return p - step_size * m / (np.sqrt(v / correction2) + eps), m, v

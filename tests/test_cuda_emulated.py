@@ -206,6 +206,16 @@ def test_softmax_cross_entropy(emulated, shape):
     ref.assert_close(grad, ref_grad, terms=shape[1])
 
 
+@pytest.mark.parametrize("shape", [(0,), (1,), (3, 5, 67)], ids=str)  # 1005: a partial last block
+def test_optimiser_updates(emulated, shape):
+    """The CUDA twins of test_ops_updates: the same formulas (cpp/updates.h) in the kernels."""
+    import test_ops_updates as updates
+
+    for momentum, weight_decay in [(0.0, 0.0), (0.9, 5e-4)]:
+        updates.test_sgd_update(shape, momentum, weight_decay)
+    updates.test_adam_update(shape, 7, 0.01)
+
+
 def test_direct_calls_check_buffers(emulated):
     """The emulated module shares the bindings' checks: a wrong-sized buffer is an error."""
     with pytest.raises(ValueError):

@@ -99,6 +99,37 @@ def test_backward_from_a_subset_of_taps_and_cache_release():
         net.backward({"relu1_1": g})
 
 
+def test_in_place_relus_leave_every_array_a_caller_holds_intact():
+    # the ReLUs rectify untapped convolution outputs and the sweep's own gradients in place:
+    # tapped pre-activations, returned features, the input and the caller's gradients must
+    # survive that, across calls of different sizes
+    weights = prefix_weights()
+    net = models.load_feature_net("vgg19", weights=weights, last_layer="relu2_1")
+    taps = ["conv1_1", "relu1_1", "relu1_2", "relu2_1"]
+    held = []
+    for shape in [(1, 3, 9, 11), (1, 3, 6, 7), (1, 3, 9, 11)]:
+        rng = np.random.default_rng(shape)  # the same image and gradients for the same size
+        x = rng.standard_normal(shape).astype(np.float32)
+        x_copy = x.copy()
+        feats = net.forward(x, taps)
+        ref = reference_features(x.astype(np.float64), weights, "avg", taps)
+        for name in taps:
+            np.testing.assert_allclose(feats[name], ref[name], rtol=1e-4, atol=1e-4)
+        assert feats["conv1_1"].min() < 0  # the pre-activation, not rectified under the tap
+        grads = {name: rng.standard_normal(feats[name].shape).astype(np.float32) for name in ("relu1_2", "relu2_1")}
+        grads_copy = {name: g.copy() for name, g in grads.items()}
+        grad_x = net.backward(grads)
+        np.testing.assert_array_equal(x, x_copy)
+        for name in grads:
+            np.testing.assert_array_equal(grads[name], grads_copy[name])
+        held.append((feats, {name: f.copy() for name, f in feats.items()}, grad_x, grad_x.copy()))
+    for feats, feats_copy, grad_x, grad_copy in held:  # nothing returned earlier was reused
+        for name in taps:
+            np.testing.assert_array_equal(feats[name], feats_copy[name])
+        np.testing.assert_array_equal(grad_x, grad_copy)
+    np.testing.assert_array_equal(held[0][2], held[2][2])  # same image, same size: same gradient
+
+
 def test_layers_after_the_deepest_tap_do_not_run():
     net = models.load_feature_net("vgg19", weights=prefix_weights(), last_layer="relu2_1")
 

@@ -194,6 +194,40 @@ def test_conv2d_random_geometries_match_reference(case):
     ref.assert_close(grad_b, ref_b, terms=n * p * q)
 
 
+def direct_kernel_cases(count, seed):
+    """Seeded random stride-1 geometries for the direct kernels of 32/64 output channels
+    (forward, grad_x through the flipped forward, grad_weight): kernel widths 1-7 (the 3- and
+    5-wide ones have their own code), rows of at least 8 positions whose length need not be a
+    multiple of 8, paddings from 0 to the kernel size less one, and enough taps for the
+    forward's direct kernel (C*R*S >= 256) or not."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        k = int(rng.choice([32, 64]))
+        r, s = (int(v) for v in rng.integers(1, 8, size=2))
+        padding = (int(rng.integers(0, r)), int(rng.integers(0, s)))
+        h = int(rng.integers(max(1, r - 2 * padding[0]), 17))
+        w = int(rng.integers(max(1, 8 + s - 1 - 2 * padding[1]), 21))
+        c = int(rng.integers(1, 40))
+        p, q = ref.conv_output_size((h, w), (r, s), 1, padding)
+        if q >= 8 and p * q <= 256:
+            cases.append(((int(rng.integers(1, 4)), c, h, w), (k, r, s), 1, padding))
+    return cases
+
+
+@pytest.mark.parametrize("case", direct_kernel_cases(16, 77), ids=case_id)
+def test_conv2d_direct_kernels_match_reference(case):
+    x, w, b, grad_y, stride, padding = make_case(case, 10)
+    ref.assert_close(ops.conv2d(x, w, b, stride, padding), ref.conv2d(x, w, b, stride, padding),
+                     terms=w[0].size)
+    grad_x, grad_w, grad_b = ops.conv2d_backward(grad_y, x, w, stride, padding, algo="direct")
+    ref_x, ref_w, ref_b = ref.conv2d_backward(grad_y.astype(np.float64), x, w, stride, padding)
+    n, k, p, q = grad_y.shape
+    ref.assert_close(grad_x, ref_x, terms=k * w.shape[2] * w.shape[3])
+    ref.assert_close(grad_w, ref_w, terms=n * p * q)
+    ref.assert_close(grad_b, ref_b, terms=n * p * q)
+
+
 def test_conv2d_leaves_inputs_unchanged():
     x, w, b, grad_y, stride, padding = make_case(CASES[2], 9)
     saved = [a.copy() for a in (x, w, b, grad_y)]

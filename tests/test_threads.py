@@ -1,4 +1,5 @@
 import concurrent.futures
+import os
 
 import numpy as np
 import pytest
@@ -37,6 +38,12 @@ def conv_results(rng):
         grads = ops.conv2d_backward(normal(rng, *y.shape), x, w, stride, padding)
         for name, value in zip(["y", "grad_x", "grad_weight", "grad_bias"], (y, *grads)):
             out[f"n={n} k={r} {name}"] = value
+    # The direct kernels of 32/64 output channels (rows of output positions, taps of grad_weight).
+    x, w = normal(rng, 3, 12, 14, 13), normal(rng, 64, 12, 5, 5)
+    y = ops.conv2d(x, w, None, 1, 2)
+    out["direct y"] = y
+    out["direct grad_x"], out["direct grad_weight"], _ = ops.conv2d_backward(
+        normal(rng, *y.shape), x, w, 1, 2)
     # Winograd: threads split the input transform by channel and the rest by output channel,
     # over several blocks of tiles.
     x, w = normal(rng, 2, 20, 70, 45), normal(rng, 40, 20, 3, 3)
@@ -154,3 +161,30 @@ def test_concurrent_calls_from_python_threads_agree_with_serial_calls():
                 for name in expected[kernel]:
                     np.testing.assert_array_equal(got[name], expected[kernel][name],
                                                   err_msg=f"{kernel.__name__}: {name}")
+
+
+def openmp_spin_settings(run_python, env=None):
+    """libgomp's wait policy and spin count as it reports them at start-up, and whether
+    GOMP_SPINCOUNT is left in the environment after ``import deepstyle``."""
+    result = run_python("-c", "import os, deepstyle; print('GOMP_SPINCOUNT' in os.environ)",
+                        env={"OMP_DISPLAY_ENV": "verbose", **(env or {})})
+    assert result.returncode == 0, result.stderr
+    settings = dict(line.strip().replace("'", "").split(" = ", 1)
+                    for line in result.stderr.splitlines() if " = " in line)
+    return settings.get("OMP_WAIT_POLICY"), settings.get("GOMP_SPINCOUNT"), result.stdout.strip()
+
+
+def test_idle_openmp_workers_spin_briefly_by_default(run_python):
+    if any(name in os.environ for name in deepstyle._SPIN_VARIABLES):
+        pytest.skip("this test session's environment chooses the OpenMP wait policy itself")
+    _, spin, left_in_environment = openmp_spin_settings(run_python)
+    assert spin == deepstyle._BOUNDED_SPIN
+    assert left_in_environment == "False"  # child processes see the user's environment
+
+
+@pytest.mark.parametrize("env, expected", [({"OMP_WAIT_POLICY": "passive"}, "0"),
+                                           ({"GOMP_SPINCOUNT": "123"}, "123")])
+def test_the_users_openmp_wait_policy_is_kept(run_python, env, expected):
+    _, spin, left_in_environment = openmp_spin_settings(run_python, env)
+    assert spin == expected
+    assert left_in_environment == str("GOMP_SPINCOUNT" in env)

@@ -26,7 +26,32 @@ def _quiet_interrupts_in_the_command() -> None:
 
 _quiet_interrupts_in_the_command()
 
-from . import _cpu  # noqa: E402
+# How long an idle OpenMP worker spins before it sleeps, unless the user chose (OMP_WAIT_POLICY or
+# GOMP_SPINCOUNT). libgomp's default spins up to ~300000 pause loops (milliseconds) after every
+# parallel region: on a machine whose cores are all busy, the spinning workers take turns from
+# the thread with the work, and a 2-thread training step of cifar-cnn took 3-7x its quiet time,
+# burning 3x the CPU. Never spinning (OMP_WAIT_POLICY=passive) costs a futex wake-up per region,
+# ~8% of a quiet 2-thread step. 10000 loops (a fraction of a millisecond) bridge the gaps between
+# a step's kernels but hand the core back soon after (bench/README.md, "Threads").
+_SPIN_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+_BOUNDED_SPIN = "10000"
+
+
+def _import_kernels_with_bounded_spinning():
+    """Imports ``_cpu`` with GOMP_SPINCOUNT set for libgomp, which reads it once as it loads,
+    then restores the environment, so child processes see the user's own."""
+    if any(name in os.environ for name in _SPIN_VARIABLES):
+        from . import _cpu
+        return _cpu
+    os.environ["GOMP_SPINCOUNT"] = _BOUNDED_SPIN
+    try:
+        from . import _cpu
+    finally:
+        del os.environ["GOMP_SPINCOUNT"]
+    return _cpu
+
+
+_cpu = _import_kernels_with_bounded_spinning()
 
 __version__ = "0.1.0"
 

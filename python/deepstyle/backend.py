@@ -12,23 +12,69 @@ import numpy as np
 
 from . import _cpu
 
-__all__ = ["array_module", "kernels", "cuda_available",
-           "cuda_unavailable_reason"]
+__all__ = ["array_module", "kernels", "cuda_available", "cuda_unavailable_reason",
+           "device_module", "to_host"]
 
 _HOST = (_cpu, np)
+
+# A test's stand-in for CuPy (``serve_device_with``): (its array type, its module), or None.
+_stand_in = None
+
+
+def serve_device_with(array_type, module):
+    """For the tests only: arrays of ``array_type`` count as GPU arrays of the array module
+    ``module`` and run on the CUDA kernels emulated on the CPU (``deepstyle._cuda_emulated``),
+    and ``device_module("cuda")`` answers ``module``; None undoes it. This is how CI runs the
+    GPU paths (paint, training) without a GPU: see tests/fake_cupy.py."""
+    global _stand_in
+    _stand_in = None if array_type is None else (array_type, module)
+
+
+def _is_stand_in(array):
+    return _stand_in is not None and type(array) is _stand_in[0]
 
 
 def _is_cupy(array):
     return type(array).__module__.startswith("cupy")
 
 
+def _on_device(array):
+    return _is_cupy(array) or _is_stand_in(array)
+
+
 def array_module(array):
     """``numpy`` for a NumPy array (or anything that is not a CuPy array), ``cupy`` for CuPy."""
-    if type(array) is np.ndarray or not _is_cupy(array):
+    if type(array) is np.ndarray:
+        return np
+    if _is_stand_in(array):
+        return _stand_in[1]
+    if not _is_cupy(array):
         return np
     import cupy
 
     return cupy
+
+
+def device_module(device):
+    """The array module of ``device``: numpy for "cpu", cupy for "cuda" (a RuntimeError saying
+    why when no GPU can be used)."""
+    if device == "cpu":
+        return np
+    if device != "cuda":
+        raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+    if _stand_in is not None:
+        return _stand_in[1]
+    if not cuda_available():
+        raise RuntimeError(cuda_unavailable_reason())
+    import cupy
+
+    return cupy
+
+
+def to_host(array):
+    """``array`` as a NumPy array: itself when it is one, else copied from the GPU (other
+    values, such as None or numbers, pass through)."""
+    return array.get() if _on_device(array) else array
 
 
 def kernels(*arrays):
@@ -41,12 +87,17 @@ def kernels(*arrays):
 
 
 def _kernels_for_mixed(arrays):
-    on_gpu = [_is_cupy(a) for a in arrays if a is not None]
+    on_gpu = [_on_device(a) for a in arrays if a is not None]
     if not any(on_gpu):
         return _HOST  # lists, scalars, NumPy subclasses: ops converts them with NumPy
     if not all(on_gpu):
         raise TypeError("arrays must all be NumPy arrays or all CuPy arrays, not a mix of both")
-    return _cuda_module(), array_module(next(a for a in arrays if a is not None))
+    first = next(a for a in arrays if a is not None)
+    if _is_stand_in(first):
+        from . import _cuda_emulated
+
+        return _cuda_emulated, _stand_in[1]
+    return _cuda_module(), array_module(first)
 
 
 def _cuda_module():

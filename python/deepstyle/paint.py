@@ -163,7 +163,9 @@ def add_painting_options(parser):
     net.add_argument("--arch", choices=("vgg19", "vgg16"), help="default from --preset")
     net.add_argument("--pooling", choices=("avg", "max"), default="avg",
                      help="average pooling (Gatys et al., default) or VGG's max pooling")
-    net.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    net.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="where the whole painting loop runs: cpu (default) or cuda, a GPU "
+                          "through CuPy (pip install 'deepstyle[cuda]')")
 
 
 def _one_line_error(message):
@@ -227,6 +229,7 @@ def _settings(args, net, sizes, init):
         style_blend=tuple(args.style_blend) if args.style_blend else None,
         style_scale=args.style_scale,
         preserve_colors=args.preserve_colors,
+        device=args.device,
         content_weight=args.content_weight,
         style_weight=args.style_weight,
         tv_weight=args.tv_weight,
@@ -337,11 +340,10 @@ def check_painting_options(args, *, style_count, default_size=512):
     if args.scales and any(b <= a for a, b in zip(args.scales, args.scales[1:])):
         raise BadInput(f"--scales {','.join(map(str, args.scales))}: expected sizes from coarse to fine, "
                        "each larger than the one before (e.g. 256,512)")
-    if args.device == "cuda" and not deepstyle.cuda_available():
-        raise BadInput(f"--device cuda: {deepstyle.backend.cuda_unavailable_reason()}; "
-                       f"use --device cpu")
-    if args.device == "cuda":
-        raise BadInput("--device cuda: the feature networks cannot run on CUDA yet; use --device cpu")
+    try:
+        deepstyle.backend.device_module(args.device)
+    except RuntimeError as exc:
+        raise BadInput(f"--device {args.device}: {exc}; use --device cpu") from None
     if args.style_blend and len(args.style_blend) != style_count:
         raise BadInput(f"--style-blend: expected one weight per style image ({style_count}), "
                        f"got {len(args.style_blend)}")

@@ -128,7 +128,8 @@ def paint(content, style, *, size=None, scales=None, iterations=None, preset=Non
     :class:`deepstyle.style.Settings` fields: content_weight, style_weight, tv_weight,
     content_layers, style_layers ({name: weight}), style_blend, style_scale, preserve_colors,
     optimizer ("lbfgs"/"adam"), history, learning_rate, tol, init ("content", "noise" or an image),
-    seed (for the noise init). ``progress(p)`` is called after every iteration with a
+    seed (for the noise init), device ("cpu" or "cuda": the whole loop on a GPU through CuPy).
+    ``progress(p)`` is called after every iteration with a
     :class:`deepstyle.style.Progress`.
     """
     from .image import load_image

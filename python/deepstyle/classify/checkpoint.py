@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from ..backend import array_module, to_host
 from ..data import Preprocessing
 from ..image import write_atomically
 
@@ -25,9 +26,9 @@ class CheckpointError(ValueError):
 def save(path, *, meta, net, optimizer, preprocessing):
     """Write the checkpoint ``path`` atomically; ``meta`` must be JSON-serialisable."""
     arrays = {"meta": np.array(json.dumps(dict(meta, format=FORMAT)))}
-    arrays.update({f"param/{name}": value for name, value, _ in net.parameters()})
+    arrays.update({f"param/{name}": to_host(value) for name, value, _ in net.parameters()})
     if optimizer is not None:
-        arrays.update({f"optim/{k}": v for k, v in optimizer.state_dict().items()})
+        arrays.update({f"optim/{k}": to_host(v) for k, v in optimizer.state_dict().items()})
     arrays.update(preprocessing.state())
     write_atomically(os.fspath(path), lambda f: np.savez(f, **arrays))
 
@@ -65,4 +66,4 @@ def set_parameters(net, params, path):
             raise CheckpointError(f"{path}: parameter {name!r} has shape {params[name].shape}, "
                                   f"the network expects {value.shape}")
     for name, value in mine.items():
-        value[...] = params[name]
+        value[...] = array_module(value).asarray(params[name])

@@ -5,22 +5,26 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..backend import array_module, to_host
 
 
 def top_k_wrong(logits, labels, k):
-    """How many rows do not have their label among the k largest logits."""
+    """How many rows do not have their label among the k largest logits (NumPy or CuPy arrays:
+    counted where they are)."""
+    xp = array_module(logits)
     k = min(k, logits.shape[1])
-    label_logit = logits[np.arange(len(labels)), labels][:, None]
+    label_logit = logits[xp.arange(len(labels)), labels][:, None]
     # the label is in the top k when fewer than k logits beat it (ties count in its favour)
-    return int(np.count_nonzero((logits > label_logit).sum(axis=1) >= k))
+    return int(xp.count_nonzero((logits > label_logit).sum(axis=1) >= k))
 
 
 def predict_logits(net, inputs, batch_size=500):
-    """The network's logits for every input, in evaluation mode, batch by batch."""
+    """The network's logits for every input (on the network's device), in evaluation mode,
+    batch by batch, as a NumPy array."""
     was_training = net.training
     net.eval()
     try:
-        out = [np.array(net.forward(inputs[i:i + batch_size]))
+        out = [np.array(to_host(net.forward(inputs[i:i + batch_size])))
                for i in range(0, len(inputs), batch_size)]
         net.clear()
     finally:
@@ -32,6 +36,7 @@ def evaluate(net, inputs, labels, batch_size=500):
     """``(cost, top1_error, top5_error, logits)`` over a whole data set (mean softmax log loss,
     fractions of images wrong)."""
     logits = predict_logits(net, inputs, batch_size)
+    labels = to_host(labels)
     n = len(labels)
     if n == 0:
         return float("nan"), float("nan"), float("nan"), logits

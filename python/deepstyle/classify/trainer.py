@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import nn, optim
+from ..backend import array_module, device_module
 from ..data import Preprocessing, split_validation
 from . import checkpoint
 from .metrics import RunningMetrics, evaluate
@@ -76,7 +77,7 @@ class BatchFlips:
         self.rng = rng
 
     def __call__(self, x, step):
-        return np.ascontiguousarray(x[..., ::-1]) if self.rng.random() < 0.5 else x
+        return array_module(x).ascontiguousarray(x[..., ::-1]) if self.rng.random() < 0.5 else x
 
 
 class EpochProgress(optim.Callback):
@@ -129,10 +130,16 @@ class EpochEnd(optim.Callback):
 
 
 class Trainer:
-    """Holds one run's pieces; :meth:`fit` trains. ``meta`` describes the run for checkpoints."""
+    """Holds one run's pieces; :meth:`fit` trains. ``meta`` describes the run for checkpoints.
+
+    With ``device="cuda"`` the network, its gradients, the optimiser's state and the
+    preprocessed data sets live on the GPU (CuPy) for the whole run; logits come to the host
+    for validation and test metrics, parameters and optimiser state for checkpoints. The
+    random streams stay on the host, so a GPU run draws the same numbers as a CPU run.
+    """
 
     def __init__(self, model, dataset, recipe: Recipe, *, seed=0, limit=None, out=None,
-                 progress=True, stream=None, after_backward=None, on_epoch=None):
+                 progress=True, stream=None, after_backward=None, on_epoch=None, device="cpu"):
         self.model, self.dataset, self.recipe, self.seed = model, dataset, recipe, seed
         self.out, self.progress, self.stream = out, progress, stream
         self.after_backward, self.on_epoch = after_backward, on_epoch
@@ -144,10 +151,12 @@ class Trainer:
             x, y = x[:limit], y[:limit]
         self.pre = preprocessing_for(model, recipe, x.shape)
         self.pre.fit(x)
-        self.train_x, self.train_y = self.pre(x), y
-        self.val_x, self.val_y = self.pre(vx), vy
+        self.xp = device_module(device)
+        self.train_x, self.train_y = self.xp.asarray(self.pre(x)), self.xp.asarray(y)
+        self.val_x, self.val_y = self.xp.asarray(self.pre(vx)), vy
         self.net = build_model(model, self.train_x.shape[1:], len(dataset.classes),
-                               dropout=recipe.dropout, hidden=recipe.hidden, rng=self.rngs["init"])
+                               dropout=recipe.dropout, hidden=recipe.hidden,
+                               rng=self.rngs["init"]).to(device)
         for rng in dropout_generators(self.net):
             rng.bit_generator.state = self.rngs["dropout"].bit_generator.state
         self.dropout_rngs = dropout_generators(self.net)
@@ -234,7 +243,7 @@ class Trainer:
         self.net.clear()
         self.run.seconds = self.seconds_before + time.perf_counter() - self.began
         if not state.interrupted:
-            test_x = self.pre(self.dataset.test_images)
+            test_x = self.xp.asarray(self.pre(self.dataset.test_images))
             self.run.test_labels = self.dataset.test_labels
             self.run.test_logits = evaluate(self.net, test_x, self.dataset.test_labels)[3]
             self.run.test_images = self.dataset.test_images

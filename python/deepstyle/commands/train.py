@@ -8,6 +8,7 @@ import os
 import sys
 
 from .. import reporting
+from ..backend import device_module
 from ..classify import checkpoint, report
 from ..classify.models import MODELS
 from ..classify.recipes import default_recipe
@@ -52,6 +53,9 @@ def add_arguments(parser):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where training runs: cpu (default) or cuda, a GPU through CuPy "
+                             "(pip install 'deepstyle[cuda]')")
     parser.add_argument("--distributed", action="store_true",
                         help="data-parallel over the ranks mpirun started (mpirun -n N deepstyle "
                              "train ... --distributed): each rank takes its slice of every batch, "
@@ -112,6 +116,10 @@ def run(args):
 def _run(args, current, name):
     root = current.is_root
     try:
+        try:
+            device_module(args.device)
+        except RuntimeError as exc:
+            raise ValueError(f"--device {args.device}: {exc}; use --device cpu") from None
         recipe = recipe_from(args)
         out = args.out or f"train-{args.model}"
         resume_from = os.path.join(out, CHECKPOINT)
@@ -126,7 +134,8 @@ def _run(args, current, name):
             report.write_history(out, run.history, plt, title)
 
         trainer = Trainer(args.model, dataset, recipe, seed=args.seed, limit=args.limit,
-                          out=out, progress=not args.quiet, on_epoch=on_epoch)
+                          out=out, progress=not args.quiet, on_epoch=on_epoch,
+                          device=args.device)
         if args.resume:
             trainer.restore(resume_from)
             if root:

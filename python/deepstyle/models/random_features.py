@@ -153,6 +153,11 @@ class MultiScaleNet(ConventionIO):
     def __repr__(self):
         return f"<MultiScaleNet {self.description}>"
 
+    def layers(self):
+        """Every layer of every branch."""
+        return [layer for branch in self._branches.values()
+                for layer in branch.pools + [branch.conv, branch.relu]]
+
     @property
     def min_size(self):
         """Below this the coarsest branch would see less than one pixel of its own."""

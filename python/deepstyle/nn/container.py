@@ -63,6 +63,11 @@ class Sequential(Layer):
             layer.train(mode)
         return self
 
+    def to(self, device):
+        for _, layer in self._layers:
+            layer.to(device)
+        return self
+
     @property
     def trainable(self):
         return all(layer.trainable for _, layer in self._layers)

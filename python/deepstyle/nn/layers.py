@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from .. import ops
-from ..backend import array_module
+from ..backend import array_module, device_module, to_host
 from ..image import write_atomically
 from . import init
 
@@ -81,9 +81,21 @@ class Layer:
     def eval(self):
         return self.train(False)
 
+    def to(self, device):
+        """Move the parameters to ``device`` ("cpu": NumPy, "cuda": CuPy) in place; returns
+        the layer. Cached activations and gradients are dropped."""
+        xp = device_module(device)
+        self.clear()
+        for name in self._param_names:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, to_host(value) if xp is np else xp.asarray(value))
+                setattr(self, "grad_" + name, None)
+        return self
+
     def save(self, path):
         """Write every parameter to ``path`` as an .npz file, atomically."""
-        arrays = {name: value for name, value, _ in self.parameters()}
+        arrays = {name: to_host(value) for name, value, _ in self.parameters()}
         write_atomically(os.fspath(path), lambda f: np.savez(f, **arrays))
 
     def load(self, path):
@@ -105,7 +117,7 @@ class Layer:
         if unexpected:
             raise ValueError(f"{path}: the file has parameters this network lacks: {unexpected}")
         for name, value in params.items():
-            value[...] = stored[name]
+            value[...] = array_module(value).asarray(stored[name])
         return self
 
     def __repr__(self):

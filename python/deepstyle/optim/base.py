@@ -72,6 +72,8 @@ class Optimizer:
             if value.shape != params[name].shape:
                 raise ValueError(f"optimizer state: {key!r} has shape {value.shape}, the "
                                  f"parameter has {params[name].shape}")
-            loaded[slot][name] = value.astype(params[name].dtype, copy=True)
+            # a copy, in the parameter's own array module (to the GPU for CuPy parameters)
+            loaded[slot][name] = array_module(params[name]).asarray(
+                value.astype(params[name].dtype, copy=True))
         self._state = loaded
         self.steps = int(state.get("steps", 0))

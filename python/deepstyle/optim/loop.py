@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backend import array_module
 from .schedules import Constant
 from .sgd import TrainingDiverged
 
@@ -68,7 +69,8 @@ class GradientSteps:
     """Steps of forward, cost, backward, ``after_backward(net)``, ``optimizer.step(lr)``, one per
     row of index batches. ``prepare(x, step)`` may change a batch before it goes in (the batch
     flips of the CIFAR recipe); ``on_batch(step, cost, output, target)`` sees each result (the
-    classifier's running metrics). ``position`` is the next step's number, also after Ctrl-C."""
+    classifier's running metrics). ``position`` is the next step's number, also after Ctrl-C.
+    Inputs and targets on the GPU (CuPy) are indexed there: the batch's row numbers go over."""
 
     def __init__(self, net, cost, optimizer, inputs, targets, *, after_backward=None,
                  prepare=None, on_batch=None):
@@ -76,10 +78,12 @@ class GradientSteps:
         self.inputs, self.targets = inputs, targets
         self.after_backward, self.prepare, self.on_batch = after_backward, prepare, on_batch
         self.position = 0
+        self._rows = array_module(inputs).asarray  # row numbers, where the data is
 
     def __call__(self, batches, lr, first_step):
         self.position = first_step
         for step, idx in enumerate(batches, first_step):
+            idx = self._rows(idx)
             x, target = self.inputs[idx], self.targets[idx]
             if self.prepare is not None:
                 x = self.prepare(x, step)

@@ -1,12 +1,11 @@
 """Stochastic gradient with momentum and L2 weight decay on weights (not biases), eq. (33),
-and Adam; both on network parameters, with per-parameter learning-rate multipliers."""
+and Adam; both on network parameters, with per-parameter learning-rate multipliers. Each
+parameter's update is one fused kernel (``ops.sgd_update`` / ``ops.adam_update``) on the
+parameters' own backend."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..backend import array_module
-
+from .. import ops
 from .base import Optimizer, _check_rate
 
 
@@ -49,14 +48,10 @@ class SGD(Optimizer):
         for name, value, grad in self.net.parameters():
             if grad is None:
                 continue
-            if self.weight_decay and is_weight(name):
-                grad = grad + np.float32(self.weight_decay) * value
-            if self.momentum:
-                velocity = self._buffer("velocity", name, value)
-                velocity *= np.float32(self.momentum)
-                velocity += grad
-                grad = velocity
-            value -= np.float32(lr * self.multiplier(name)) * grad
+            velocity = self._buffer("velocity", name, value) if self.momentum else None
+            ops.sgd_update(value, grad, velocity, lr=lr * self.multiplier(name),
+                           momentum=self.momentum,
+                           weight_decay=self.weight_decay if is_weight(name) else 0.0)
         self.steps += 1
 
 
@@ -77,19 +72,14 @@ class Adam(Optimizer):
     def step(self, lr=None):
         lr = self.lr if lr is None else lr
         self.steps += 1
-        b1, b2 = np.float32(self.beta1), np.float32(self.beta2)
         correction1 = 1.0 - self.beta1 ** self.steps
         correction2 = 1.0 - self.beta2 ** self.steps
         for name, value, grad in self.net.parameters():
             if grad is None:
                 continue
-            if self.weight_decay and is_weight(name):
-                grad = grad + np.float32(self.weight_decay) * value
-            m, v = self._buffer("m", name, value), self._buffer("v", name, value)
-            m *= b1
-            m += (1 - b1) * grad
-            v *= b2
-            v += (1 - b2) * grad * grad
-            step = lr * self.multiplier(name) / correction1
-            root = array_module(v).sqrt(v / np.float32(correction2))
-            value -= np.float32(step) * m / (root + np.float32(self.eps))
+            ops.adam_update(value, grad, self._buffer("m", name, value),
+                            self._buffer("v", name, value),
+                            step_size=lr * self.multiplier(name) / correction1,
+                            beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                            correction2=correction2,
+                            weight_decay=self.weight_decay if is_weight(name) else 0.0)

@@ -6,6 +6,11 @@ and runs L-BFGS or Adam on the image in the network's input space, starting from
 noise, a given image, or the previous stage's result upsampled. It keeps the lowest-loss image
 seen, so an interrupted run can still hand back its best picture, and its state is a small
 dict of arrays (:meth:`Painter.state`) that a new Painter can resume from.
+
+With ``device="cuda"`` the network's weights, the images, the losses and the optimiser's state
+live on the GPU (CuPy arrays) for the whole loop; images are decoded, resized and converted on
+the host once per stage, and the best image comes back to the host only when asked for
+(:meth:`Painter.image`, :meth:`Painter.state`: the result, snapshots, checkpoints).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..allocator import reusing_freed_memory
+from ..backend import device_module, to_host
 from ..image import fit_size, resize_image, rgb_to_yiq, yiq_to_rgb
 from .losses import Normalisation, StyleObjective, check_layers
 from ..optim.minimize import LBFGS, Adam
@@ -29,7 +36,7 @@ class Settings:
     """Everything a run needs besides the images and the network. ``sizes`` lists the longer
     side of each stage, coarse to fine; ``iterations`` is per stage (one count for all, or one
     per stage: coarse stages are cheap, so they can run longer); ``learning_rate`` (Adam)
-    is in [0, 1] image units per step."""
+    is in [0, 1] image units per step. ``device`` is "cpu" or "cuda" (where the loop runs)."""
 
     content_layers: tuple = PRESETS[DEFAULT_PRESET].content_layers
     style_layers: dict = field(default_factory=lambda: dict(PRESETS[DEFAULT_PRESET].style_layers))
@@ -48,6 +55,7 @@ class Settings:
     style_blend: tuple | None = None
     style_scale: float = 1.0
     preserve_colors: bool = False
+    device: str = "cpu"
 
     def stage_iterations(self, stage):
         """Iterations of stage ``stage`` (0-based)."""
@@ -86,6 +94,8 @@ class Settings:
             raise ValueError(f"style_scale: expected a positive number, got {self.style_scale!r}")
         if not self.style_layers and not self.content_layers:
             raise ValueError("layers: expected at least one content or style layer")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
         if isinstance(self.init, str) and self.init not in ("content", "noise"):
             raise ValueError(f"init: expected 'content', 'noise' or an image, got {self.init!r}")
 
@@ -156,7 +166,9 @@ class Painter:
     def __init__(self, net, content, styles, settings, resume=None):
         if not styles:
             raise ValueError("styles: expected at least one style image, got none")
-        self.net = net
+        self.xp = device_module(settings.device)
+        # a network without to() (a duck-typed NumPy one, as in the tests) runs where it is
+        self.net = net.to(settings.device) if hasattr(net, "to") else net
         self.content = np.asarray(content, np.float32)
         self.styles = [np.asarray(s, np.float32) for s in styles]
         self.settings = settings
@@ -221,10 +233,11 @@ class Painter:
         return style
 
     def _initial_image(self, shape, content_at_size):
+        """The stage's starting point in network space, on the host."""
         if self.best_x is not None and self.best_x.shape[2:] == shape:  # resuming
-            return self.best_x.copy()
+            return to_host(self.best_x).copy()
         if self.best_x is not None:  # the previous stage's result
-            image = self.net.deprocess(self.best_x)
+            image = self.net.deprocess(to_host(self.best_x))
             return self.net.preprocess(resize_image(image, shape))
         init = self.settings.init
         if isinstance(init, str) and init == "content":
@@ -242,7 +255,7 @@ class Painter:
         back when ``preserve_colors`` is set; None before the first evaluation."""
         if self.best_x is None:
             return None
-        image = self.net.deprocess(self.best_x)
+        image = self.net.deprocess(to_host(self.best_x))
         if not self.settings.preserve_colors:
             return image
         content = rgb_to_yiq(resize_image(self.content, image.shape[:2]))
@@ -251,22 +264,27 @@ class Painter:
 
     def state(self):
         """Arrays to resume from: the best image (network space), stage and iterations done."""
-        return {"x": self.best_x, "stage": np.int64(self.stage), "iteration": np.int64(self.iteration)}
+        return {"x": to_host(self.best_x), "stage": np.int64(self.stage), "iteration": np.int64(self.iteration)}
 
     # --- the loop ------------------------------------------------------------------------
 
     def run(self, on_iteration=None):
         """Run the remaining stages; ``on_iteration(progress)`` after every iteration.
-        Returns the final image (see :meth:`image`)."""
-        settings = self.settings
+        Returns the final image (see :meth:`image`). Each evaluation frees and allocates the
+        same large arrays again: they are reused rather than mapped afresh while it runs."""
+        with reusing_freed_memory():
+            return self._run_stages(on_iteration)
+
+    def _run_stages(self, on_iteration):
+        settings, on_device = self.settings, self.xp.asarray
         while self.stage < len(self.shapes):
             shape = self.shapes[self.stage]
             content = self._content_at(shape)
             styles = [self._style_at(s, settings.sizes[self.stage], content) for s in self.styles]
             objective = StyleObjective(
                 self.net,
-                self.net.preprocess(content),
-                [self.net.preprocess(s) for s in styles],
+                on_device(self.net.preprocess(content)),
+                [on_device(self.net.preprocess(s)) for s in styles],
                 content_layers=settings.content_layers,
                 style_layers=settings.style_layers,
                 content_weight=settings.content_weight,
@@ -276,7 +294,7 @@ class Painter:
                 style_blend=settings.style_blend,
                 pixel_scale=self.pixel_scale,
             )
-            x0 = self._initial_image(shape, content)
+            x0 = on_device(self._initial_image(shape, content))
             self.best_loss, self.best_parts = math.inf, {}
 
             def fun(x):

@@ -1,0 +1,65 @@
+"""2-thread scaling of deepstyle's kernels on the CIFAR-10 and VGG layers (issue 11's goal:
+2 threads at least 1.8x as fast as 1), with PyTorch's scaling beside it:
+
+    PYTHONPATH=python python bench/bench_scaling.py [--only conv,pool] [--rounds 3]
+
+Each operation is timed by the wall clock, best of several repeats, at 1 and at 2 threads
+alternately for --rounds rounds in one process (the best of each count is kept), so that a
+change in the machine's load hits both counts. Wall-clock scaling means something only on an
+otherwise idle machine: the load average before and after is printed, and a run under load
+understates the scaling (a busy core slows the 2-thread time, not the 1-thread one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+import deepstyle
+from bench_ops import GROUPS, best_time, torch
+
+THREADS = (1, 2)
+
+
+def set_threads(n):
+    deepstyle.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="conv,pool", help="comma-separated groups of bench_ops")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(f"deepstyle {deepstyle.__version__}, PyTorch {torch.__version__ if torch else '-'}; "
+          f"wall time, best of {args.rounds} alternating rounds at 1 and 2 threads; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    header = (f"| {'op':<16} | {'shape':<26} | {'ours 1 thr ms':>13} | {'ours 2 thr ms':>13} "
+              f"| {'scaling':>7} | {'torch scaling':>13} |")
+    print(header)
+    print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
+    rng = np.random.default_rng(0)
+    for group in args.only.split(","):
+        for op, shape, _, ours, _, torch_fn in GROUPS[group](rng, True):
+            best = {}
+            for _ in range(args.rounds):
+                for n in THREADS:
+                    set_threads(n)
+                    for impl, fn in (("ours", ours), ("torch", torch_fn)):
+                        if fn is not None:
+                            t = best_time(fn, True)
+                            best[impl, n] = min(best.get((impl, n), t), t)
+            torch_scaling = (f"{best['torch', 1] / best['torch', 2]:13.2f}"
+                             if ("torch", 1) in best else f"{'-':>13}")
+            print(f"| {op:<16} | {shape:<26} | {best['ours', 1] * 1e3:13.3f} "
+                  f"| {best['ours', 2] * 1e3:13.3f} | {best['ours', 1] / best['ours', 2]:7.2f} "
+                  f"| {torch_scaling} |", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
