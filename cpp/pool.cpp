@@ -6,8 +6,8 @@
 // 1) or deinterleaved (stride 2) vector loads; the common window widths and strides are
 // compile-time constants. The max backward finds each window's maximum again the same way; when
 // windows do not overlap (stride >= kernel, VGG's 2x2/2) it writes every row of grad_x once,
-// whole vectors of gradient-or-zero, else it zeroes grad_x and adds cell by cell, as does the
-// average backward. With indices (max_pool2d_forward_indices records each window's argmax as
+// whole vectors of gradient-or-zero, else it zeroes grad_x and adds cell by cell; the average
+// backward adds whole rows (its windows are separable). With indices (max_pool2d_forward_indices records each window's argmax as
 // it finds it), the max backward is a scatter: for VGG's 2x2/2 windows tiling the input, two
 // whole rows of grad_x per output row, gradient or zero, else zeroing and adding cell by cell.
 // Max pooling follows PyTorch's CPU kernel exactly: a value replaces the running maximum when it
@@ -414,22 +414,34 @@ void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const floa
   });
 }
 
+// The windows are products of a row span and a column span, so each output row's gradients
+// (divided by their windows' sizes) are first spread along one row buffer, which is then added to
+// every input row under the window: whole-vector adds instead of one scalar add per window cell.
 void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_y,
                          float* grad_x) {
   const Windows win(s);
-  for_each_plane(s, [] { return 0; }, [&](int, int64_t in_off, int64_t out_off) {
+  const auto row_buffer = [&] { return std::vector<float>(s.W); };
+  for_each_plane(s, row_buffer, [&](std::vector<float>& spread, int64_t in_off, int64_t out_off) {
     const float* gy = grad_y + out_off;
     float* gx = grad_x + in_off;
     std::memset(gx, 0, sizeof(float) * s.H * s.W);
     for (int64_t p = 0; p < s.P; ++p) {
       const Span& rows = win.rows[p];
+      if (rows.lo >= rows.hi) continue;
+      std::fill(spread.begin(), spread.end(), 0.0f);
       for (int64_t q = 0; q < s.Q; ++q) {
         const Span& cols = win.cols[q];
         const int64_t d = divisor(rows, cols, count_include_pad);
         if (d <= 0) continue;
         const float g = gy[p * s.Q + q] / static_cast<float>(d);
-        for (int64_t h = rows.lo; h < rows.hi; ++h)
-          for (int64_t w = cols.lo; w < cols.hi; ++w) gx[h * s.W + w] += g;
+        for (int64_t w = cols.lo; w < cols.hi; ++w) spread[w] += g;
+      }
+      for (int64_t h = rows.lo; h < rows.hi; ++h) {
+        float* dst = gx + h * s.W;
+        int64_t w = 0;
+        for (; w + kVecWidth <= s.W; w += kVecWidth)
+          vstore(dst + w, vload(dst + w) + vload(spread.data() + w));
+        for (; w < s.W; ++w) dst[w] += spread[w];
       }
     }
   });
