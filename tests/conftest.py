@@ -70,10 +70,14 @@ def run_python_limited(run_python):
 # Tests marked `cuda` need a real CUDA device (and CuPy): they skip without one. Where one
 # answers, every test of the test_ops_* modules (bar the error-message ones) runs twice, on the
 # C++ kernels and on the CUDA kernels: its NumPy arguments go to the GPU and the results come
-# back, so the same float64 references judge both. The modules of EMULATED_OPS_MODULES (cheap
-# enough for the emulation, where each CUDA thread is an OS thread) also run a third time on
-# the GPU stand-in of tests/fake_cupy.py, i.e. on the CUDA kernels emulated on the CPU.
-EMULATED_OPS_MODULES = {"test_ops_activations", "test_ops_updates", "test_ops_loss"}
+# back, so the same float64 references judge both. The modules of EMULATED_OPS_MODULES also run
+# a third time on the GPU stand-in of tests/fake_cupy.py, i.e. on the CUDA kernels emulated on
+# the CPU, for their cases of at most EMULATED_MAX_ELEMENTS elements per array (the emulation
+# runs each CUDA thread as an OS thread).
+# (test_ops_pool is left out: its 400 cases took 40 s emulated; test_cuda_emulated.py covers
+# every pooling option there on small awkward shapes.)
+EMULATED_OPS_MODULES = {"test_ops_activations", "test_ops_updates", "test_ops_loss", "test_ops_gemm",
+                        "test_ops_gram", "test_ops_conv"}
 EMULATED_MAX_ELEMENTS = 1 << 14
 
 
