@@ -144,9 +144,13 @@ def torch_max_pool_backward(tx, tgy, k, s, ceil):
         tgy, tx, [k, k], [s, s], [0, 0], [1, 1], ceil, indices)
 
 
+GRAM_LAYERS = [("relu1_1", 64, 1), ("relu2_1", 128, 2), ("relu3_1", 256, 4),
+               ("relu4_1", 512, 8), ("relu5_1", 512, 16)]  # VGG19: channels, downsampling
+
+
 def gram_cases(rng, quick):
-    shapes = [("vgg relu1_1 64x256^2", 64, 256 * 256), ("vgg relu3_1 256x64^2", 256, 64 * 64),
-              ("vgg relu5_1 512x16^2", 512, 16 * 16)]
+    shapes = [(f"vgg {layer} {c}x{size // down}^2", c, (size // down) ** 2)
+              for size in (256, 512) for layer, c, down in GRAM_LAYERS]
     for name, c, hw in shapes:
         side = int(hw**0.5)
         x = rng_array(rng, 1, c, side, side)

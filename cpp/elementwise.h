@@ -26,8 +26,15 @@ template <typename F>
 void for_each_element(int64_t n, F f) {
   const int threads = n >= kElementwiseParallelThreshold ? num_threads() : 1;
   if (threads <= 1) return simd_loop(n, f);
-#pragma omp parallel for simd schedule(simd : static) num_threads(threads)
-  for (int64_t i = 0; i < n; ++i) f(i);
+#pragma omp parallel num_threads(threads)
+  {
+    // each thread's own copy of the closure: read through the shared one, the captured
+    // pointers were reloaded for every element and a conditional load (ReLU backward's
+    // grad_y where x > 0) kept the loop scalar and branchy, 10x slower on 512 px maps
+    const F local = f;
+#pragma omp for simd schedule(simd : static)
+    for (int64_t i = 0; i < n; ++i) local(i);
+  }
 }
 
 }  // namespace ds::cpu

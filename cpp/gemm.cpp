@@ -1,16 +1,26 @@
 // SGEMM on plain row-major matrices: the blocked driver of gemm_blocked.h (packed panels, an
 // 8x48 register-blocked AVX-512 micro-kernel, threads on disjoint slices of C), or, for A.B^T
-// with small M and N and a long K (Gram matrices), its unpacked dot-product kernel, which for
-// A.A^T computes one triangle and mirrors it.
+// with small M and N and a long K, its unpacked dot-product kernel; small products run unpacked
+// (gemm_small.h). A.A^T (a Gram matrix) computes one triangle and mirrors it.
 #include "gemm.h"
 
 #include <algorithm>
 
 #include "gemm_blocked.h"
+#include "gemm_small.h"
 #include "threads.h"
 
 namespace ds::cpu {
 namespace {
+
+// Below this many multiply-adds a product is not worth waking the thread team for.
+constexpr int64_t kOneThread = 64 * 64 * 64;
+// Below these, packing costs more than it saves (measured on AVX-512: the unpacked kernel is
+// 1.0-1.6x the packed one from 10x100x64 to 128x128x256).
+constexpr int64_t kSmallProduct = 1 << 22, kSmallTransposed = 64 * 64 * 64;
+// A B^T by dot products when the smaller of M, N is at most this and K >= 1024 (for A A^T, above
+// it the blocked driver's upper triangle does better: 1.0-1.7x on VGG's Gram matrices).
+constexpr int64_t kDotMax = 128;
 
 void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
@@ -21,10 +31,30 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  // A B^T with few rows and columns and a long sum: dot products, unpacked. A A^T (a Gram
-  // matrix) needs only its upper triangle, which pays for larger sizes too.
-  const bool symmetric = A == B && lda == ldb && M == N && beta == 0.0f;
-  if (!trans_a && trans_b && K >= 1024 && std::min(M, N) <= (symmetric ? 512 : 128)) {
+  const int64_t products = M * N * K;
+  if (!trans_b && products < kSmallProduct) {  // B's rows run along N
+    small_gemm::gemm(M, N, K, alpha, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, ldb, beta, C,
+                     ldc, 1, threads);
+    return;
+  }
+  // A's rows run along M: C^T = B A, stored transposed, element by element, which only a deep
+  // enough sum amortises.
+  if (trans_a && trans_b && products < kSmallTransposed && K >= 32) {
+    small_gemm::gemm(N, M, K, alpha, B, ldb, 1, A, lda, beta, C, 1, ldc, threads);
+    return;
+  }
+  // A A^T (a Gram matrix) needs only its upper triangle: the blocked driver computes the tiles
+  // that reach it; for few rows, dot products (below) do better.
+  const bool symmetric = !trans_a && trans_b && A == B && lda == ldb && M == N && beta == 0.0f;
+  if (symmetric && !(M <= kDotMax && K >= 1024)) {
+    blocked::gemm(M, N, K, alpha, blocked::MatrixA{A, lda, false},
+                  blocked::MatrixB{B, ldb, true}, 0.0f, blocked::MatrixC{C, ldc}, nullptr,
+                  threads, true);
+    blocked::mirror_upper(M, C, ldc);
+    return;
+  }
+  // A B^T with few rows and columns and a long sum: dot products, unpacked.
+  if (!trans_a && trans_b && K >= 1024 && std::min(M, N) <= kDotMax) {
     blocked::gemm_dot(
         M, N, K, [&](int64_t i) { return A + i * lda; }, [&](int64_t j) { return B + j * ldb; },
         alpha, beta, C, ldc, threads, symmetric);
@@ -40,9 +70,12 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc) {
-  // Small products are not worth waking the thread team for.
-  const int threads = M * N * K < 64 * 64 * 64 ? 1 : num_threads();
-  sgemm_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+  sgemm_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+             gemm_threads(M * N * K));
+}
+
+int gemm_threads(int64_t multiply_adds) {
+  return multiply_adds < kOneThread ? 1 : num_threads();
 }
 
 }  // namespace ds::cpu

@@ -11,4 +11,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
 
+// Threads for a product of this many multiply-adds: one for small ones, where waking the thread
+// team costs more than it saves; else the configured count.
+int gemm_threads(int64_t multiply_adds);
+
 }  // namespace ds::cpu

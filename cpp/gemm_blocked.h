@@ -98,9 +98,11 @@ struct MatrixA {
   }
 
 #if defined(__AVX512F__)
-  // dst[k * 8 + r] = src[r * ld + k] for 8 rows and k in whole blocks of 16, by three rounds of
-  // two-source permutes (pairs of rows, then of 64-bit and of 128-bit units); returns the k done.
-  static int64_t transpose_rows_8x16(const float* src, int64_t ld, int64_t kc, float* dst) {
+  // dst[k * dst_ld + r] = src[r * ld + k] for 8 rows and k in whole blocks of 16, by three rounds
+  // of two-source permutes (pairs of rows, then of 64-bit and of 128-bit units); returns the k
+  // done. dst_ld = 8 is an A panel; wider, 8 columns of a B panel.
+  static int64_t transpose_rows_8x16(const float* src, int64_t ld, int64_t kc, float* dst,
+                                     int64_t dst_ld = 8) {
     const __m512i pair_lo =
         _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i pair_hi = _mm512_add_epi32(pair_lo, _mm512_set1_epi32(8));
@@ -125,11 +127,23 @@ struct MatrixA {
           quads[i][2 * h] = _mm512_permutex2var_pd(first, quad_lo, second);
           quads[i][2 * h + 1] = _mm512_permutex2var_pd(first, quad_hi, second);
         }
-      float* d = dst + k * 8;
+      float* d = dst + k * dst_ld;
       for (int q = 0; q < 4; ++q) {  // all 8 rows for k 4q, 4q+1 and 4q+2, 4q+3
         const __m512d top = quads[0][q], bottom = quads[1][q];
-        _mm512_storeu_pd((double*)(d + 32 * q), _mm512_permutex2var_pd(top, oct_lo, bottom));
-        _mm512_storeu_pd((double*)(d + 32 * q + 16), _mm512_permutex2var_pd(top, oct_hi, bottom));
+        const __m512d k01 = _mm512_permutex2var_pd(top, oct_lo, bottom);
+        const __m512d k23 = _mm512_permutex2var_pd(top, oct_hi, bottom);
+        if (dst_ld == 8) {
+          _mm512_storeu_pd((double*)(d + 32 * q), k01);
+          _mm512_storeu_pd((double*)(d + 32 * q + 16), k23);
+        } else {
+          // Halves by vector shuffles: GCC 12 warns on the extract intrinsics' undefined operand.
+          typedef double half __attribute__((vector_size(32)));
+          const half parts[4] = {__builtin_shufflevector(k01, k01, 0, 1, 2, 3),
+                                 __builtin_shufflevector(k01, k01, 4, 5, 6, 7),
+                                 __builtin_shufflevector(k23, k23, 0, 1, 2, 3),
+                                 __builtin_shufflevector(k23, k23, 4, 5, 6, 7)};
+          for (int h = 0; h < 4; ++h) std::memcpy(d + (4 * q + h) * dst_ld, &parts[h], 32);
+        }
       }
     }
     return k;
@@ -144,8 +158,17 @@ struct MatrixB {
   int64_t ldb;
   bool trans;
   void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
-    if (trans) {
-      for (int64_t c = 0; c < NR; ++c) {
+    if (trans) {  // columns of op(B) are rows of B: transposed, 8 at a time where possible
+      int64_t c = 0;
+#if defined(__AVX512F__)
+      for (; c + 8 <= cols; c += 8) {
+        const float* src = B + (j0 + c) * ldb + k0;
+        const int64_t k_done = MatrixA::transpose_rows_8x16(src, ldb, kc, dst + c, NR);
+        for (int64_t r = 0; r < 8; ++r)
+          for (int64_t k = k_done; k < kc; ++k) dst[k * NR + c + r] = src[r * ldb + k];
+      }
+#endif
+      for (; c < NR; ++c) {
         if (c < cols) {
           const float* src = B + (j0 + c) * ldb + k0;
           for (int64_t k = 0; k < kc; ++k) dst[k * NR + c] = src[k];
@@ -285,32 +308,63 @@ inline void split_range(int64_t n, int parts, int i, int64_t& lo, int64_t& hi) {
   hi = n * (i + 1) / parts;
 }
 
-// The serial blocked algorithm on rows [i_lo, i_hi) and columns [j_lo, j_hi) of C.
+// Depth of the K slices for an M-row product: equal slices of at most KC (a thin last slice
+// would pay the C updates for little work), or deeper for few rows, as long as their A block
+// stays a quarter of L2 (64x16384x800: one slice instead of two passes over C).
+inline int64_t depth_slice(int64_t M, int64_t K) {
+  const int64_t rows = std::min(MC, (M + MR - 1) / MR * MR);
+  const int64_t most = std::max(KC, std::min<int64_t>(2048, (int64_t{1} << 16) / rows));
+  const int64_t slices = (K + most - 1) / most;
+  return (K + slices - 1) / slices;
+}
+
+// The serial blocked algorithm on rows [i_lo, i_hi) and columns [j_lo, j_hi) of C, in K slices
+// of kc_max; with `upper`, only the tiles that reach C's upper triangle (j >= i). B panels are
+// packed a group at a time, the group used by every row block before the next is packed. When
+// the rows are one MC block nothing else reuses a panel, so a group is only as large as keeps it
+// in L2 (512 KB; 64x16384x800: 3 panels, where a whole NC block would make a round trip through
+// L3), and packing a group back to back keeps the memory reads overlapped (a panel at a time,
+// 32x65536x75 is 2x slower).
 template <typename ASrc, typename BSrc, typename CDst>
-void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K, float alpha,
-               const ASrc& A, const BSrc& B, float beta, const CDst& C, const float* bias) {
+void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K, int64_t kc_max,
+               float alpha, const ASrc& A, const BSrc& B, float beta, const CDst& C,
+               const float* bias, bool upper = false) {
   if (i_lo >= i_hi || j_lo >= j_hi) return;
-  // Equal depth slices of at most KC: a thin last slice would pay the C updates for little work.
-  const int64_t kc_max = (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
-  float* packed_b = packed_b_scratch().get(kc_max * std::min(NC, (j_hi - j_lo + NR - 1) / NR * NR));
+  constexpr int64_t kGroupFloats = int64_t{1} << 17;
+  const int64_t block_panels = std::min(NC, j_hi - j_lo + NR - 1) / NR;
+  const int64_t group = i_hi - i_lo <= MC
+                            ? std::max<int64_t>(1, std::min(block_panels, kGroupFloats / (kc_max * NR)))
+                            : block_panels;
+  float* packed_b = packed_b_scratch().get(kc_max * group * NR);
   float* packed_a = packed_a_scratch().get(kc_max * std::min(MC, (i_hi - i_lo + MR - 1) / MR * MR));
   for (int64_t j0 = j_lo; j0 < j_hi; j0 += NC) {
     const int64_t nc = std::min(NC, j_hi - j0), panels = (nc + NR - 1) / NR;
+    const int64_t i_end = upper ? std::min(i_hi, j0 + nc) : i_hi;
     for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
       const int64_t kc = std::min(kc_max, K - k0);
       const float beta_here = k0 == 0 ? beta : 1.0f;
       const float* bias_here = k0 == 0 ? bias : nullptr;
-      for (int64_t p = 0; p < panels; ++p)
-        B.pack(k0, kc, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR), packed_b + p * NR * kc);
-      for (int64_t i0 = i_lo; i0 < i_hi; i0 += MC) {
-        const int64_t mc = std::min(MC, i_hi - i0), tiles = (mc + MR - 1) / MR;
-        for (int64_t t = 0; t < tiles; ++t)
-          A.pack(i0 + t * MR, std::min<int64_t>(MR, mc - t * MR), k0, kc, packed_a + t * MR * kc);
-        for (int64_t p = 0; p < panels; ++p)
-          for (int64_t t = 0; t < tiles; ++t)
-            tile(kc, packed_a + t * MR * kc, packed_b + p * NR * kc, alpha, beta_here, bias_here,
-                 C, i0 + t * MR, j0 + p * NR, std::min<int64_t>(MR, mc - t * MR),
-                 std::min<int64_t>(NR, nc - p * NR));
+      for (int64_t p0 = 0; p0 < panels; p0 += group) {
+        const int64_t p1 = std::min(panels, p0 + group);
+        for (int64_t p = p0; p < p1; ++p)
+          B.pack(k0, kc, j0 + p * NR, std::min<int64_t>(NR, nc - p * NR),
+                 packed_b + (p - p0) * NR * kc);
+        for (int64_t i0 = i_lo; i0 < i_end; i0 += MC) {
+          const int64_t mc = std::min(MC, i_end - i0), tiles = (mc + MR - 1) / MR;
+          if (p0 == 0)  // groups of fewer panels come with a single row block: packed once
+            for (int64_t t = 0; t < tiles; ++t)
+              A.pack(i0 + t * MR, std::min<int64_t>(MR, mc - t * MR), k0, kc,
+                     packed_a + t * MR * kc);
+          for (int64_t p = p0; p < p1; ++p) {
+            const int64_t cols = std::min<int64_t>(NR, nc - p * NR);
+            for (int64_t t = 0; t < tiles; ++t) {
+              if (upper && j0 + p * NR + cols <= i0 + t * MR) continue;  // below the diagonal
+              tile(kc, packed_a + t * MR * kc, packed_b + (p - p0) * NR * kc, alpha, beta_here,
+                   bias_here, C, i0 + t * MR, j0 + p * NR, std::min<int64_t>(MR, mc - t * MR),
+                   cols);
+            }
+          }
+        }
       }
     }
   }
@@ -320,30 +374,47 @@ void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K
 // Threads take disjoint slices of C, by columns or by rows, whichever shares out more evenly
 // (ties: the split whose private packing copies the smaller operand), and run the serial
 // algorithm on them independently, with no barriers: a descheduled thread on a busy machine
-// delays only its own slice.
+// delays only its own slice. With `upper` (M == N), only the tiles that reach the upper triangle
+// are computed (the caller mirrors them); threads then take column slices of equal area.
 template <typename ASrc, typename BSrc, typename CDst>
 void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSrc& B, float beta,
-          const CDst& C, const float* bias, int threads) {
+          const CDst& C, const float* bias, int threads, bool upper = false) {
   if (M <= 0 || N <= 0) return;
   const int64_t m_tiles = (M + MR - 1) / MR, panels = (N + NR - 1) / NR;
   threads = std::max(1, std::min<int>(threads, (int)std::max(m_tiles, panels)));
-  if (threads == 1) return gemm_part(0, M, 0, N, K, alpha, A, B, beta, C, bias);
+  if (upper) threads = std::min<int>(threads, (int)panels);
+  const int64_t kc = depth_slice(M, K);  // of the whole product: the same sums in any partition
+  if (threads == 1) return gemm_part(0, M, 0, N, K, kc, alpha, A, B, beta, C, bias, upper);
   // Fraction of the ideal even share that the busiest thread gets, splitting by columns or rows.
   const auto balance = [threads](int64_t units, int64_t unit, int64_t total) {
     return (double)total / (threads * std::min(total, (units + threads - 1) / threads * unit));
   };
   const double by_cols = balance(panels, NR, N), by_rows = balance(m_tiles, MR, M);
-  const bool split_cols = by_cols > by_rows || (by_cols == by_rows && M <= N);
+  const bool split_cols = upper || by_cols > by_rows || (by_cols == by_rows && M <= N);
 #pragma omp parallel num_threads(threads)
   {
     int64_t lo, hi;
-    split_range(split_cols ? panels : m_tiles, omp_get_num_threads(), omp_get_thread_num(), lo,
-                hi);
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    split_range(split_cols ? panels : m_tiles, nt, t, lo, hi);
+    if (upper) {  // the columns up to j hold ~j^2 / 2 of the triangle
+      lo = (int64_t)(panels * std::sqrt((double)t / nt));
+      hi = t + 1 == nt ? panels : (int64_t)(panels * std::sqrt((double)(t + 1) / nt));
+    }
     if (split_cols)
-      gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, alpha, A, B, beta, C, bias);
+      gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, kc, alpha, A, B, beta, C, bias, upper);
     else
-      gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, alpha, A, B, beta, C, bias);
+      gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, kc, alpha, A, B, beta, C, bias);
   }
+}
+
+// C's lower triangle (n x n) copied from its upper one, in square blocks so that the transposed
+// reads stay within a few cache lines.
+inline void mirror_upper(int64_t n, float* C, int64_t ldc) {
+  constexpr int64_t kBlock = 32;
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock)
+    for (int64_t j0 = 0; j0 <= i0; j0 += kBlock)
+      for (int64_t i = i0; i < std::min(n, i0 + kBlock); ++i)
+        for (int64_t j = j0; j < std::min(i, j0 + kBlock); ++j) C[i * ldc + j] = C[j * ldc + i];
 }
 
 // C (M x N) = alpha * A B^T + beta * C, where row i of A is a_row(i) and row j of B is b_row(j),
@@ -405,9 +476,7 @@ void gemm_dot(int64_t M, int64_t N, int64_t L, const ARow& a_row, const BRow& b_
       }
     }
   }
-  if (symmetric)
-    for (int64_t i = 1; i < M; ++i)
-      for (int64_t j = 0; j < i; ++j) C[i * ldc + j] = C[j * ldc + i];
+  if (symmetric) mirror_upper(M, C, ldc);
 }
 
 }  // namespace blocked

@@ -66,11 +66,19 @@ def run_python_limited(run_python):
     return run_python
 
 
-# --- backends --------------------------------------------------------------------------------
+# --- backends ---------------------------------------------------------------------------------
 # Tests marked `cuda` need a real CUDA device (and CuPy): they skip without one. Where one
 # answers, every test of the test_ops_* modules (bar the error-message ones) runs twice, on the
 # C++ kernels and on the CUDA kernels: its NumPy arguments go to the GPU and the results come
-# back, so the same float64 references judge both.
+# back, so the same float64 references judge both. The modules of EMULATED_OPS_MODULES also run
+# a third time on the GPU stand-in of tests/fake_cupy.py, i.e. on the CUDA kernels emulated on
+# the CPU, for their cases of at most EMULATED_MAX_ELEMENTS elements per array (the emulation
+# runs each CUDA thread as an OS thread).
+# (test_ops_pool is left out: its 400 cases took 40 s emulated; test_cuda_emulated.py covers
+# every pooling option there on small awkward shapes.)
+EMULATED_OPS_MODULES = {"test_ops_activations", "test_ops_updates", "test_ops_loss", "test_ops_gemm",
+                        "test_ops_gram", "test_ops_conv"}
+EMULATED_MAX_ELEMENTS = 1 << 14
 
 
 def pytest_configure(config):
@@ -88,45 +96,63 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_generate_tests(metafunc):
     module = metafunc.module.__name__
-    if (module.startswith("test_ops_") and module != "test_ops_errors"
-            and deepstyle.cuda_available()):
+    if not module.startswith("test_ops_") or module == "test_ops_errors":
+        return
+    devices = (["cuda"] if deepstyle.cuda_available() else []) + \
+        (["emulated"] if module in EMULATED_OPS_MODULES else [])
+    if devices:
         metafunc.fixturenames.append("ops_device")
-        metafunc.parametrize("ops_device", ["cpu", "cuda"], indirect=True)
+        metafunc.parametrize("ops_device", ["cpu"] + devices, indirect=True)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def ops_device(request, monkeypatch):
-    """For "cuda": deepstyle.ops' functions wrapped to run on CuPy copies of their arguments."""
-    if request.param == "cuda":
-        import cupy
-        import numpy as np
+    """For "cuda" (CuPy) and "emulated" (the GPU stand-in): deepstyle.ops' functions wrapped to
+    run on device copies of their NumPy arguments, copying the results and any argument
+    written in place (gemm's c, the optimiser updates' buffers) back. Autouse, because a test
+    that does not name the fixture would otherwise get the parameter without the fixture."""
+    device = getattr(request, "param", "cpu")
+    if device == "cpu":
+        return device
+    if device == "cuda":
+        import cupy as xp
+    else:
+        xp = request.getfixturevalue("fake_gpu")
+    import numpy as np
 
-        from deepstyle import ops
+    from deepstyle import ops
 
-        def to_host(value):
-            if isinstance(value, tuple):
-                return tuple(to_host(v) for v in value)
-            return cupy.asnumpy(value) if isinstance(value, cupy.ndarray) else value
+    def to_host(value):
+        if isinstance(value, tuple):
+            return tuple(to_host(v) for v in value)
+        return xp.asnumpy(value) if isinstance(value, xp.ndarray) else value
 
-        def on_device(fn):
-            def call(*args, **kwargs):
-                if kwargs.get("return_indices") or kwargs.get("indices") is not None:
-                    pytest.skip("max pooling's indices are a CPU-only feature (the CUDA "
-                                "backward finds the maxima again)")
-                moved = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
-                kwargs = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v
-                          for k, v in kwargs.items()}
-                result = fn(*moved, **kwargs)
-                for original, copy in zip(args, moved):  # outputs written in place (gemm's c)
-                    if copy is not original and original.flags.writeable:
-                        original[...] = cupy.asnumpy(copy)
-                return to_host(result)
-            return call
+    def to_device(value):
+        return xp.asarray(value) if isinstance(value, np.ndarray) else value
 
-        for name in ops.__all__:
-            if not name.endswith("_output_size"):
-                monkeypatch.setattr(ops, name, on_device(getattr(ops, name)))
-    return request.param
+    def on_device(fn):
+        def call(*args, **kwargs):
+            if kwargs.get("return_indices") or kwargs.get("indices") is not None:
+                pytest.skip("max pooling's indices are a CPU-only feature (the CUDA "
+                            "backward finds the maxima again)")
+            if device == "emulated" and any(
+                    getattr(a, "size", 0) > EMULATED_MAX_ELEMENTS for a in (*args, *kwargs.values())):
+                pytest.skip(f"more than {EMULATED_MAX_ELEMENTS} elements: too slow for the "
+                            f"emulation (one OS thread per CUDA thread)")
+            moved = [to_device(a) for a in args]
+            moved_kwargs = {k: to_device(v) for k, v in kwargs.items()}
+            result = fn(*moved, **moved_kwargs)
+            pairs = list(zip(args, moved)) + [(kwargs[k], moved_kwargs[k]) for k in kwargs]
+            for original, copy in pairs:  # outputs written in place
+                if copy is not original and original.flags.writeable:
+                    original[...] = xp.asnumpy(copy)
+            return args[0] if result is moved[0] else to_host(result)
+        return call
+
+    for name in ops.__all__:
+        if not name.endswith("_output_size"):
+            monkeypatch.setattr(ops, name, on_device(getattr(ops, name)))
+    return device
 
 
 @pytest.fixture

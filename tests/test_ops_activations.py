@@ -6,12 +6,18 @@ from deepstyle import ops
 from gradcheck import check_gradient
 
 # name -> (forward, backward, reference forward, reference backward, backward takes the output)
+def _late(name):
+    """ops.<name>, looked up at each call (the ops_device fixture swaps the module's functions)."""
+    return lambda *args, **kwargs: getattr(ops, name)(*args, **kwargs)
+
+
 ACTIVATIONS = {
-    "relu": (ops.relu, ops.relu_backward, ref.relu, ref.relu_backward, False),
-    "leaky_relu": (ops.leaky_relu, ops.leaky_relu_backward, ref.leaky_relu,
+    "relu": (_late("relu"), _late("relu_backward"), ref.relu, ref.relu_backward, False),
+    "leaky_relu": (_late("leaky_relu"), _late("leaky_relu_backward"), ref.leaky_relu,
                    ref.leaky_relu_backward, False),
-    "sigmoid": (ops.sigmoid, ops.sigmoid_backward, ref.sigmoid, ref.sigmoid_backward, True),
-    "tanh": (ops.tanh, ops.tanh_backward, ref.tanh, ref.tanh_backward, True),
+    "sigmoid": (_late("sigmoid"), _late("sigmoid_backward"), ref.sigmoid, ref.sigmoid_backward,
+                True),
+    "tanh": (_late("tanh"), _late("tanh_backward"), ref.tanh, ref.tanh_backward, True),
 }
 
 # Every rank, and a size above the threshold where the loops go parallel.

@@ -13,8 +13,11 @@ def operands(rng, m, n, k, trans_a, trans_b, dtype=np.float32):
     return a, b
 
 
-# Shapes around the SIMD tiles (MR = 12 or 6 rows, NR = 32 or 16 columns) and the cache blocks
-# (KC = 256 deep, MC = 192 rows, NC = 4096 columns): one less, one more, primes.
+# Shapes around the SIMD tiles of the blocked driver (MR x NR = 8 x 48 with AVX-512, 6 x 16
+# otherwise) and its cache blocks (KC = 768 deep, MC = 256 rows, NC = 3072 columns): one less, one
+# more, primes; and around the unpacked small-product kernels (tiles of up to 8 rows and 3 vectors,
+# a masked last vector; products below 2**22 when B is not transposed, below 2**18 with a sum of 32
+# or more when both are): 97x161x271 is just above, 64x64x64 at the second limit.
 SHAPES = [
     (1, 1, 1),
     (1, 37, 5),
@@ -25,6 +28,10 @@ SHAPES = [
     (25, 65, 513),
     (193, 17, 3),
     (7, 4099, 19),
+    (97, 161, 271),
+    (64, 64, 64),
+    (8, 8, 4099),
+    (3, 17, 31),
 ]
 
 
@@ -45,11 +52,13 @@ def test_gemm_spanning_several_cache_blocks(trans_a, trans_b):
     ref.assert_close(c, ref.gemm(a, b, trans_a=trans_a, trans_b=trans_b), terms=600)
 
 
+# Partial tiles and two depth slices of the blocked driver, so that beta meets the K loop; and
+# a product small enough for the unpacked kernels of every transpose (17 rows: tiles of 6, 6, 5).
+@pytest.mark.parametrize("m,n,k", [(45, 70, 300), (17, 50, 40)])
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, -0.75), (-2.0, 0.0), (1.5, 2.0)])
-def test_gemm_alpha_beta_writes_into_c(trans_a, trans_b, alpha, beta):
+def test_gemm_alpha_beta_writes_into_c(trans_a, trans_b, alpha, beta, m, n, k):
     rng = np.random.default_rng(11)
-    m, n, k = 45, 70, 300  # partial tiles and two depth slices, so beta meets the K loop
     a, b = operands(rng, m, n, k, trans_a, trans_b)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
     c = c0.copy()
@@ -155,6 +164,20 @@ def test_gemm_random_shapes_match_reference(m, n, k):
     c = ops.gemm(a, b, c0.copy(), trans_a=trans_a, trans_b=trans_b, alpha=0.75, beta=-0.5)
     expected = ref.gemm(a, b, c0, trans_a=trans_a, trans_b=trans_b, alpha=0.75, beta=-0.5)
     ref.assert_close(c, expected, terms=k)
+
+
+@pytest.mark.parametrize("m,k", [(300, 200), (100, 2000), (9, 5), (800, 40)])
+def test_gemm_of_a_matrix_with_its_own_transpose_is_symmetric_and_matches(m, k):
+    # a @ a.T on one buffer computes one triangle and mirrors it (dot products or the blocked
+    # driver's upper tiles, by size); with beta != 0 it is an ordinary product.
+    rng = np.random.default_rng(m + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    c = ops.gemm(a, a, trans_b=True)
+    np.testing.assert_array_equal(c, c.T)
+    ref.assert_close(c, ref.gemm(a, a, trans_b=True), terms=k)
+    c0 = rng.standard_normal((m, m)).astype(np.float32)
+    c2 = ops.gemm(a, a, c0.copy(), trans_b=True, beta=0.5)
+    ref.assert_close(c2, ref.gemm(a, a, c0, trans_b=True, beta=0.5), terms=k)
 
 
 def test_gemm_writes_only_inside_c():

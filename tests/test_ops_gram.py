@@ -13,6 +13,7 @@ SHAPES = [
     (1, 64, 16, 16),
     (3, 33, 20, 30),  # H*W = 600 spans several depth slices of the GEMM
     (1, 70, 1, 1),  # 1x1 feature maps
+    (1, 800, 3, 1),  # C > 768: the backward's symmetrised panels come in two depth slices
 ]
 
 

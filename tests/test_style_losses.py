@@ -177,3 +177,27 @@ def test_objective_through_a_real_vgg_has_the_right_directional_derivative():
     eps = 1e-3
     numeric = (objective(x + eps * direction)[0] - objective(x - eps * direction)[0]) / (2 * eps)
     assert float(np.sum(grad.astype(np.float64) * direction)) == pytest.approx(numeric, rel=1e-2)
+
+
+def test_objective_results_held_across_calls_stay_intact():
+    """The losses and the sweep write into arrays of their own (in place): what one call
+    returned, its input and the objective's targets must survive the next calls."""
+    from deepstyle import models
+
+    net = models.load_feature_net("vgg16", weights="random", pooling="avg", last_layer="relu2_2")
+    rng = np.random.default_rng(10)
+    content_x, style_x, x1, x2 = (net.preprocess(rng.uniform(0, 1, (16, 20, 3)).astype(np.float32)) for _ in range(4))
+    objective = StyleObjective(
+        net, content_x, [style_x], content_layers=["relu2_2"], style_layers={"relu1_1": 0.5, "relu2_2": 1.0},
+        content_weight=1.0, style_weight=10.0, tv_weight=1e-3,
+    )
+    held = [x1.copy(), objective.content_targets["relu2_2"].copy(), objective.style_targets["relu1_1"].copy()]
+    loss1, grad1, _ = objective(x1)
+    grad1_copy = grad1.copy()
+    objective(x2)
+    loss1_again, grad1_again, _ = objective(x1)
+    assert loss1_again == loss1
+    np.testing.assert_array_equal(grad1, grad1_copy)
+    np.testing.assert_array_equal(grad1_again, grad1_copy)
+    for before, now in zip(held, [x1, objective.content_targets["relu2_2"], objective.style_targets["relu1_1"]]):
+        np.testing.assert_array_equal(before, now)

@@ -66,8 +66,10 @@ def pool_results(rng):
 
 
 def gram_results(rng):
-    f = normal(rng, 2, 64, 40, 40)
-    return {"gram": ops.gram(f), "grad": ops.gram_backward(normal(rng, 2, 64, 64), f)}
+    f = normal(rng, 2, 64, 40, 40)  # dot products
+    wide = normal(rng, 1, 200, 12, 12)  # the blocked driver's upper triangle, by column slices
+    return {"gram": ops.gram(f), "grad": ops.gram_backward(normal(rng, 2, 64, 64), f),
+            "wide gram": ops.gram(wide)}
 
 
 def elementwise_results(rng):

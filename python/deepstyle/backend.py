@@ -87,12 +87,14 @@ def kernels(*arrays):
 
 
 def _kernels_for_mixed(arrays):
-    on_gpu = [_on_device(a) for a in arrays if a is not None]
+    # lists, tuples and numbers belong to no device: ops converts them with the arrays' module
+    arrays = [a for a in arrays if a is not None and not isinstance(a, (list, tuple, int, float))]
+    on_gpu = [_on_device(a) for a in arrays]
     if not any(on_gpu):
-        return _HOST  # lists, scalars, NumPy subclasses: ops converts them with NumPy
+        return _HOST  # NumPy subclasses and the like: ops converts them with NumPy
     if not all(on_gpu):
         raise TypeError("arrays must all be NumPy arrays or all CuPy arrays, not a mix of both")
-    first = next(a for a in arrays if a is not None)
+    first = arrays[0]
     if _is_stand_in(first):
         from . import _cuda_emulated
 

@@ -95,6 +95,8 @@ def _check_nonempty_maps(x):
 
 
 def _real(value, name):
+    if type(value) is float:  # the common case, kept cheap (isinstance of an ABC is not)
+        return value
     if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a real number, got {value!r:.80}")
     return float(value)
@@ -102,6 +104,8 @@ def _real(value, name):
 
 def _flag(value, name):
     """A yes/no option: True or False only (a string such as 'no' would otherwise be true)."""
+    if value is True or value is False:
+        return value
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {value!r:.80}")
     return bool(value)

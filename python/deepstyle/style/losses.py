@@ -90,7 +90,9 @@ def _sum_squares(a):
 def content_loss(features, target, scale):
     """``scale * sum((features - target)^2)`` and its gradient with respect to features."""
     diff = features - target
-    return scale * _sum_squares(diff), (2.0 * scale) * diff
+    loss = scale * _sum_squares(diff)
+    diff *= 2.0 * scale  # the gradient, in the array the difference already took
+    return loss, diff
 
 
 def style_loss(features, target_gram, scale):
@@ -159,37 +161,46 @@ class StyleObjective:
             for name in self.style_layers:
                 gram = weight * ops.gram(features[name])
                 self.style_targets[name] = self.style_targets.get(name, 0) + gram
+        # the targets are fixed: their normalising sums are computed once, not per evaluation
+        self._content_scales = {name: normalisation.content_scale(target)
+                                for name, target in self.content_targets.items()}
+        self._style_scales = {}
         self.evaluations = 0
+
+    def _style_scale(self, name, shape):
+        key = (name, tuple(shape))
+        if key not in self._style_scales:
+            self._style_scales[key] = self.normalisation.style_scale(self.style_targets[name], shape, self.image_hw)
+        return self._style_scales[key]
 
     def __call__(self, x):
         """(total loss, gradient with respect to x, {"content", "style", "tv": weighted parts})."""
         features = self.net.forward(x, self.taps)
-        norm = self.normalisation
         grads = {}
         content = style = 0.0
+        # each loss gets its weight folded into its scale, so that its gradient comes out
+        # weighted rather than costing another pass over a layer-sized array
         if self.content_weight:
             for name in self.content_layers:
-                f = features[name]
-                target = self.content_targets[name]
-                loss, grad = content_loss(f, target, norm.content_scale(target))
-                content += self.content_weight * loss
-                _accumulate(grads, name, self.content_weight * grad)
+                scale = self.content_weight * self._content_scales[name]
+                loss, grad = content_loss(features[name], self.content_targets[name], scale)
+                content += loss
+                _accumulate(grads, name, grad)
         if self.style_weight:
             for name, layer_weight in self.style_layers.items():
                 f = features[name]
-                weight = self.style_weight * layer_weight
-                target = self.style_targets[name]
-                loss, grad = style_loss(f, target, norm.style_scale(target, f.shape, self.image_hw))
-                style += weight * loss
-                _accumulate(grads, name, weight * grad)
+                scale = self.style_weight * layer_weight * self._style_scale(name, f.shape)
+                loss, grad = style_loss(f, self.style_targets[name], scale)
+                style += loss
+                _accumulate(grads, name, grad)
         grad_x = self.net.backward(grads) if grads else array_module(x).zeros_like(x)
         tv = 0.0
         if self.tv_weight:
             units = self.tv_units
-            loss, grad = total_variation(units * x, norm.tv_power)
-            weight = self.tv_weight * norm.tv_scale(x.shape)
+            loss, grad = total_variation(units * x, self.normalisation.tv_power)
+            weight = self.tv_weight * self.normalisation.tv_scale(x.shape)
             tv = weight * loss
-            grad_x = grad_x + (weight * units) * grad
+            grad_x += (weight * units) * grad  # grad_x is this call's own array
         self.evaluations += 1
         return content + style + tv, grad_x, {"content": content, "style": style, "tv": tv}
 
@@ -202,7 +213,10 @@ def check_layers(net, names):
 
 
 def _accumulate(grads, name, grad):
-    grads[name] = grads[name] + grad if name in grads else grad
+    if name in grads:
+        grads[name] += grad  # both are this evaluation's own arrays
+    else:
+        grads[name] = grad
 
 
 def _blend_weights(blend, count):
