@@ -58,6 +58,30 @@ void bind_max_pool_indices(py::module_& m) {
   });
 }
 
+// ops.gemm's common call in one step: a new C = alpha op(a) op(b) for 2-D C-contiguous float32
+// NumPy arrays whose inner sizes match, checked and allocated here (for a small product the
+// Python-side checks cost more than the arithmetic); None for anything else, which ops.gemm then
+// converts and checks itself. The flags and alpha are taken only as bool and float (noconvert).
+py::object gemm_new(py::handle a, py::handle b, bool trans_a, bool trans_b, float alpha) {
+  using Matrix = py::array_t<float, py::array::c_style>;
+  if (!Matrix::check_(a) || !Matrix::check_(b)) return py::none();
+  const auto A = py::reinterpret_borrow<py::array>(a), B = py::reinterpret_borrow<py::array>(b);
+  if (A.ndim() != 2 || B.ndim() != 2) return py::none();
+  const int64_t M = A.shape(trans_a ? 1 : 0), K = A.shape(trans_a ? 0 : 1);
+  const int64_t N = B.shape(trans_b ? 0 : 1);
+  if (B.shape(trans_b ? 1 : 0) != K) return py::none();
+  Matrix C({M, N});
+  const float* ap = static_cast<const float*>(A.data());
+  const float* bp = static_cast<const float*>(B.data());
+  float* cp = C.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ds::cpu::sgemm(trans_a, trans_b, M, N, K, alpha, ap, trans_a ? M : K, bp, trans_b ? K : N,
+                   0.0f, cp, N);
+  }
+  return C;
+}
+
 // glibc maps every block above its mmap threshold (which it raises to at most 32 MiB) afresh
 // and unmaps it when freed, so a loop that allocates and frees 64 MiB activations pays the
 // kernel for faulting in and zeroing new pages each time. keep=true serves blocks of up to
@@ -89,4 +113,6 @@ PYBIND11_MODULE(_cpu, m) {
   m.attr("simd_level") = ds::simd_level();
   ds::bind::bind_kernels<CpuBackend>(m);
   bind_max_pool_indices(m);
+  m.def("gemm_new", &gemm_new, py::arg("a"), py::arg("b"), py::arg("trans_a").noconvert(),
+        py::arg("trans_b").noconvert(), py::arg("alpha").noconvert());
 }

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from . import backend as _backend
+from . import _cpu
 from .backend import array_module, kernels
 
 __all__ = [
@@ -179,6 +180,14 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     writes into ``c``, which must be a C-contiguous float32 array of the result's shape, and
     returns it.
     """
+    if (c is None and type(a) is np.ndarray and type(b) is np.ndarray and type(alpha) is float
+            and type(beta) is float and (trans_a is False or trans_a is True)
+            and (trans_b is False or trans_b is True)):
+        # The common call, checked and allocated in one step by the kernel module (None where
+        # the arrays need converting or do not match: the checks below then say why).
+        c = _cpu.gemm_new(a, b, trans_a, trans_b, alpha)
+        if c is not None:
+            return c
     backend, xp = kernels(a, b, c)
     trans_a, trans_b = _flag(trans_a, "trans_a"), _flag(trans_b, "trans_b")
     a = _as_float32(a, "a")
