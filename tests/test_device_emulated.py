@@ -2,15 +2,17 @@
 end on a GPU stand-in (tests/fake_cupy.py): device arrays that are not NumPy arrays and refuse to
 become one, served by the CUDA kernels' own source emulated on the CPU. Any host path on the way
 (np.asarray, a NumPy-only helper, the C++ kernels) fails loudly, host copies are counted, and
-the results must match the same run on the CPU.
+the results must match the CPU's.
 
-Tolerances: the two runs differ only in the order of float32 sums (the CUDA kernels tile their
-reductions differently from the C++ ones), about eps * sqrt(terms) relative per operation. The
-losses are sums of squared differences between nearly equal Gram matrices (or features), which
-amplifies that by |G| / |G - A| (10-100 here): 1e-3 relative. The images move by the L-BFGS
-steps, each a sum of gradients accurate to ~1e-5 relative, and a few iterations keep that order
-(the line search makes the same choices): 1e-3 absolute, a quarter of a grey level of 255
-(measured here: 3.4e-5 and 4e-6).
+Tolerances: the two backends differ only in the order of float32 sums (the CUDA kernels tile
+their reductions differently from the C++ ones), about eps * sqrt(terms) relative per operation.
+The losses are sums of squared differences between nearly equal Gram matrices (or features),
+which amplifies that by |G| / |G - A| (10-100 here): 1e-3 relative; gradients 1e-4 of their
+largest entry. Whole runs are compared only where the optimiser's path is a smooth function of
+those numbers (Adam, SGD): L-BFGS's line search branches on them (a cubic step whose radicand
+is a difference of two nearly equal numbers chose the interval's midpoint on one backend and its
+end on the other, with evaluations equal to 1e-8), so an L-BFGS run on the device is checked
+evaluation by evaluation against the CPU objective at the very same points instead.
 """
 
 import numpy as np
@@ -20,7 +22,8 @@ from deepstyle import nn, optim
 from deepstyle.backend import to_host
 from deepstyle.models.feature_net import FeatureNet, ReLU
 from deepstyle.models.weights import TORCHVISION
-from deepstyle.style import Painter, Settings
+from deepstyle.style import Painter, Settings, transfer
+from deepstyle.style.losses import StyleObjective
 
 
 def tiny_vgg(seed=0):
@@ -37,23 +40,31 @@ def tiny_vgg(seed=0):
                        "pool2": 4, "conv3_1": 4, "relu3_1": 4})
 
 
+LAYERS = dict(content_layers=("relu2_1",),
+              style_layers={"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 0.5})
+
+
+def pictures(seed=1):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(0, 1, (15, 20, 3)).astype(np.float32),
+            rng.uniform(0, 1, (16, 16, 3)).astype(np.float32))
+
+
 def paint(device, content, style, **overrides):
-    settings = Settings(content_layers=("relu2_1",),
-                        style_layers={"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 0.5},
-                        sizes=(12, 20), iterations=(4, 3), device=device, **overrides)
+    settings = Settings(**LAYERS, sizes=(12, 20), iterations=(4, 3), device=device, **overrides)
     losses = []
     painter = Painter(tiny_vgg(), content, [style], settings)
     image = painter.run(lambda p: losses.append(p.loss))
     return image, losses, painter
 
 
-def test_painting_on_the_gpu_stand_in_matches_the_cpu(fake_gpu):
-    rng = np.random.default_rng(1)
-    content = rng.uniform(0, 1, (15, 20, 3)).astype(np.float32)
-    style = rng.uniform(0, 1, (16, 16, 3)).astype(np.float32)
-    image_cpu, losses_cpu, _ = paint("cpu", content, style)
+def test_painting_with_adam_on_the_gpu_stand_in_matches_the_cpu(fake_gpu):
+    content, style = pictures()
+    image_cpu, losses_cpu, _ = paint("cpu", content, style, optimizer="adam",
+                                     learning_rate=0.02)
     fake_gpu.transfers.update(to_device=0, to_host=0)
-    image_gpu, losses_gpu, painter = paint("cuda", content, style)
+    image_gpu, losses_gpu, painter = paint("cuda", content, style, optimizer="adam",
+                                           learning_rate=0.02)
 
     assert isinstance(painter.best_x, fake_gpu.ndarray)  # the loop's image stayed on the device
     assert all(isinstance(p, fake_gpu.ndarray) for _, p, _ in
@@ -63,8 +74,47 @@ def test_painting_on_the_gpu_stand_in_matches_the_cpu(fake_gpu):
     assert len(losses_gpu) == len(losses_cpu) == 7
     np.testing.assert_allclose(losses_gpu, losses_cpu, rtol=1e-3)
     assert image_gpu.shape == image_cpu.shape == (15, 20, 3)
+    # Adam's steps are lr * m / sqrt(v): 1e-3 relative on steps of 0.02 over 7 iterations
     np.testing.assert_allclose(image_gpu, image_cpu, atol=1e-3)
     assert np.abs(image_gpu - content).max() > 1e-2  # it painted something
+
+
+class RecordingObjective(StyleObjective):
+    """StyleObjective that keeps its inputs and every evaluation (host copies, for the test)."""
+
+    made = []
+
+    def __init__(self, net, content_x, style_xs, **options):
+        super().__init__(net, content_x, style_xs, **options)
+        self.inputs = (to_host(content_x), [to_host(x) for x in style_xs], options)
+        self.evaluations_seen = []
+        RecordingObjective.made.append(self)
+
+    def __call__(self, x):
+        loss, grad, parts = super().__call__(x)
+        self.evaluations_seen.append((to_host(x), loss, to_host(grad)))
+        return loss, grad, parts
+
+
+def test_lbfgs_painting_on_the_gpu_stand_in_evaluates_as_the_cpu(fake_gpu, monkeypatch):
+    """Two stages of L-BFGS on the device: every evaluation it made (loss and gradient) equals
+    the CPU objective's at the same point, and the loss went down."""
+    monkeypatch.setattr(transfer, "StyleObjective", RecordingObjective)
+    monkeypatch.setattr(RecordingObjective, "made", [])
+    content, style = pictures()
+    _, losses, painter = paint("cuda", content, style)
+    assert isinstance(painter.best_x, fake_gpu.ndarray)
+    assert len(losses) == 7 and losses[3] < losses[0] and losses[6] < losses[4]
+    assert len(RecordingObjective.made) == 2  # one objective per stage
+    cpu_net = tiny_vgg()
+    for objective in RecordingObjective.made:
+        content_x, style_xs, options = objective.inputs
+        on_cpu = StyleObjective(cpu_net, content_x, style_xs, **options)
+        assert len(objective.evaluations_seen) >= 4
+        for x, loss, grad in objective.evaluations_seen:
+            loss_cpu, grad_cpu, _ = on_cpu(x)
+            np.testing.assert_allclose(loss, loss_cpu, rtol=1e-3)
+            np.testing.assert_allclose(grad, grad_cpu, atol=1e-4 * np.abs(grad_cpu).max())
 
 
 def small_classifier(seed=0):
@@ -137,3 +187,46 @@ def test_a_training_run_on_the_gpu_stand_in_matches_the_cpu(fake_gpu, tmp_path):
     assert state and all(isinstance(v, fake_gpu.ndarray) for k, v in state.items() if k != "steps")
     assert all(isinstance(value, fake_gpu.ndarray) for _, value, _ in again.net.parameters())
     np.testing.assert_array_equal(to_host(again.net["fc1"].weight), params_gpu["fc1.weight"])
+
+
+def test_the_paint_command_with_device_cuda(fake_gpu, tmp_path, monkeypatch, capsys):
+    """`deepstyle paint --device cuda` end to end on the stand-in: snapshots and the checkpoint
+    (written from the device mid-run), then the result, equal to the CPU command's."""
+    from deepstyle import cli, paint as paint_command
+    from deepstyle.image import load_image, save_image
+
+    monkeypatch.setattr(paint_command, "_load_net", lambda args: tiny_vgg())
+    rng = np.random.default_rng(4)
+    save_image(str(tmp_path / "content.png"), rng.uniform(0, 1, (20, 24, 3)).astype(np.float32))
+    save_image(str(tmp_path / "style.png"), rng.uniform(0, 1, (20, 20, 3)).astype(np.float32))
+    images = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / f"{device}.png"
+        assert cli.main(["paint", str(tmp_path / "content.png"), str(tmp_path / "style.png"),
+                         "-o", str(out), "--size", "20", "--iterations", "4", "--save-every", "2",
+                         "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
+                         "--optimizer", "adam", "--device", device]) == 0, capsys.readouterr().err
+        assert (tmp_path / f"{device}.1.0002.png").exists()
+        images[device] = load_image(str(out))
+    # 8-bit files of images that agree to 1e-3 (Adam: see the module's docstring): one level
+    assert np.abs(images["cuda"] - images["cpu"]).max() <= 1.5 / 255
+
+
+def test_the_train_command_with_device_cuda(fake_gpu, tmp_path, capsys):
+    from deepstyle import cli
+    from deepstyle.data.idx import write_idx
+    from test_train import synthetic
+
+    d = synthetic(n=150)
+    for part, x, y in (("train", d.train_images, d.train_labels),
+                       ("t10k", d.test_images, d.test_labels)):
+        write_idx(str(tmp_path / f"{part}-images-idx3-ubyte"), x[:, 0])
+        write_idx(str(tmp_path / f"{part}-labels-idx1-ubyte"), y.astype(np.uint8))
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        assert cli.main(["train", "linear", "--data", str(tmp_path), "--epochs", "2",
+                         "--batch-size", "50", "--validation", "50", "--quiet",
+                         "--out", str(tmp_path / device), "--device", device]) == 0
+        outputs[device] = capsys.readouterr().out
+    accuracy = [line for line in outputs["cpu"].splitlines() if line.startswith("test accuracy")]
+    assert accuracy and accuracy[0] in outputs["cuda"]
