@@ -225,14 +225,24 @@ struct PaddedBatch {
         virtual_cols(shape.N * period * Wp),
         data(scratch(kBatchSlot, shape.C * plane)),
         tap_offset(shape.C * shape.R * shape.S) {
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (s.C > 1)
-    for (int64_t c = 0; c < s.C; ++c) {
-      std::fill_n(data + c * plane, plane, 0.0f);
-      for (int64_t n = 0; n < s.N; ++n)
-        for (int64_t h = 0; h < s.H; ++h)
-          std::memcpy(data + c * plane + (1 + s.pad_h + n * period + h) * Wp,
-                      x + ((n * s.C + c) * s.H + h) * s.W, sizeof(float) * s.W);
-    }
+    // Every float written once, image by image (an RGB batch has too few planes to split
+    // evenly): image n's rows [1 + n * period, 1 + (n + 1) * period) are pad_h zero rows, then
+    // its H rows each followed by pad_w zeros; the first image also writes the leading zero row,
+    // the last one the zeros after it.
+#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads()) \
+    if (s.C * s.N > 1)
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t n = 0; n < s.N; ++n) {
+        float* first = data + c * plane + (1 + n * period) * Wp;
+        float* rows = first + s.pad_h * Wp;
+        std::fill(first, rows, 0.0f);
+        for (int64_t h = 0; h < s.H; ++h) {
+          std::memcpy(rows + h * Wp, x + ((n * s.C + c) * s.H + h) * s.W, sizeof(float) * s.W);
+          std::fill_n(rows + h * Wp + s.W, s.pad_w, 0.0f);
+        }
+        if (n == 0) std::fill_n(data + c * plane, Wp, 0.0f);
+        if (n == s.N - 1) std::fill(rows + s.H * Wp, data + (c + 1) * plane, 0.0f);
+      }
     for (int64_t c = 0; c < s.C; ++c)
       for (int64_t r = 0; r < s.R; ++r)
         for (int64_t t = 0; t < s.S; ++t)
