@@ -30,6 +30,11 @@ float32, float64, int32, int64, bool_ = np.float32, np.float64, np.int32, np.int
 
 transfers = {"to_device": 0, "to_host": 0}
 
+# The "device" memory cupy.cuda.runtime.memGetInfo() reports: (free, total) bytes; a test may
+# shrink it to see deepstyle refuse a run that would not fit.
+device_memory = [16 << 30, 16 << 30]
+cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(memGetInfo=lambda: tuple(device_memory)))
+
 
 def _unwrap(value):
     """The host data behind a device array; scalars and non-array values pass; NumPy arrays

@@ -212,6 +212,21 @@ def test_the_paint_command_with_device_cuda(fake_gpu, tmp_path, monkeypatch, cap
     assert np.abs(images["cuda"] - images["cpu"]).max() <= 1.5 / 255
 
 
+def test_paint_device_cuda_checks_the_gpus_free_memory(fake_gpu, tmp_path, monkeypatch, capsys):
+    from deepstyle import cli, paint as paint_command
+    from deepstyle.image import save_image
+
+    monkeypatch.setattr(paint_command, "_load_net", lambda args: tiny_vgg())
+    monkeypatch.setattr(fake_gpu, "device_memory", [100 << 10, 16 << 30])  # 100 KiB free
+    picture = np.random.default_rng(5).uniform(0, 1, (40, 40, 3)).astype(np.float32)
+    save_image(str(tmp_path / "content.png"), picture)
+    assert cli.main(["paint", str(tmp_path / "content.png"), str(tmp_path / "content.png"),
+                     "-o", str(tmp_path / "out.png"), "--size", "40", "--content-layers",
+                     "relu2_1", "--style-layers", "relu1_1", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "of GPU memory available" in err[0] and "--size" in err[0], err
+
+
 def test_the_train_command_with_device_cuda(fake_gpu, tmp_path, capsys):
     from deepstyle import cli
     from deepstyle.data.idx import write_idx

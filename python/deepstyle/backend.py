@@ -71,6 +71,16 @@ def device_module(device):
     return cupy
 
 
+def free_device_memory(device):
+    """Bytes free on the GPU of ``device`` ("cuda"), or None when unknown (or "cpu")."""
+    if device == "cpu":
+        return None
+    try:
+        return int(device_module(device).cuda.runtime.memGetInfo()[0])
+    except Exception:  # a stand-in without the call, a driver that does not answer
+        return None
+
+
 def to_host(array):
     """``array`` as a NumPy array: itself when it is one, else copied from the GPU (other
     values, such as None or numbers, pass through)."""

@@ -421,13 +421,18 @@ def _check_memory(args, net, sizes, content_hw, style_hws):
     content = memory["total"]
     # a style image's forward pass keeps activations in proportion to its pixels
     styles = max(memory["activations"] * h * w / (content_hw[0] * content_hw[1]) for h, w in style_hws)
-    available = _available_memory()
+    if args.device == "cpu":
+        available, where = _available_memory(), ""
+    else:  # the run's arrays live on the GPU: its free memory is what counts
+        from .backend import free_device_memory
+
+        available, where = free_device_memory(args.device), " of GPU memory"
     if available is None or content + styles <= available:
         return memory
     option = "--style-scale" if styles > content else ("--scales" if args.scales else "--size")
     raise BadInput(f"{option}: the run needs about {_format_bytes(content + styles)} of memory "
                    f"(content {content_hw[1]}x{content_hw[0]} px: {_format_bytes(content)}, largest style "
-                   f"image: {_format_bytes(styles)}), more than the {_format_bytes(available)} available; "
+                   f"image: {_format_bytes(styles)}), more than the {_format_bytes(available)}{where} available; "
                    f"use a smaller {option}")
 
 
