@@ -100,9 +100,11 @@ struct MatrixA {
 #if defined(__AVX512F__)
   // dst[k * dst_ld + r] = src[r * ld + k] for 8 rows and k in whole blocks of 16, by three rounds
   // of two-source permutes (pairs of rows, then of 64-bit and of 128-bit units); returns the k
-  // done. dst_ld = 8 is an A panel; wider, 8 columns of a B panel.
+  // done. dst_ld = 8 is an A panel; wider, 8 columns of a B panel. With `plus` (A panels only),
+  // plus[k * plus_ld + r] is added to each element before it is stored.
   static int64_t transpose_rows_8x16(const float* src, int64_t ld, int64_t kc, float* dst,
-                                     int64_t dst_ld = 8) {
+                                     int64_t dst_ld = 8, const float* plus = nullptr,
+                                     int64_t plus_ld = 0) {
     const __m512i pair_lo =
         _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i pair_hi = _mm512_add_epi32(pair_lo, _mm512_set1_epi32(8));
@@ -130,8 +132,19 @@ struct MatrixA {
       float* d = dst + k * dst_ld;
       for (int q = 0; q < 4; ++q) {  // all 8 rows for k 4q, 4q+1 and 4q+2, 4q+3
         const __m512d top = quads[0][q], bottom = quads[1][q];
-        const __m512d k01 = _mm512_permutex2var_pd(top, oct_lo, bottom);
-        const __m512d k23 = _mm512_permutex2var_pd(top, oct_hi, bottom);
+        __m512d k01 = _mm512_permutex2var_pd(top, oct_lo, bottom);
+        __m512d k23 = _mm512_permutex2var_pd(top, oct_hi, bottom);
+        if (plus) {  // rows k, k+1 of `plus` side by side, as k01 and k23 hold them
+          typedef float eight __attribute__((vector_size(32)));
+          eight row[4];
+          for (int h = 0; h < 4; ++h) std::memcpy(&row[h], plus + (k + 4 * q + h) * plus_ld, 32);
+          k01 = _mm512_castps_pd(_mm512_castpd_ps(k01) +
+                                 __builtin_shufflevector(row[0], row[1], 0, 1, 2, 3, 4, 5, 6, 7,
+                                                         8, 9, 10, 11, 12, 13, 14, 15));
+          k23 = _mm512_castps_pd(_mm512_castpd_ps(k23) +
+                                 __builtin_shufflevector(row[2], row[3], 0, 1, 2, 3, 4, 5, 6, 7,
+                                                         8, 9, 10, 11, 12, 13, 14, 15));
+        }
         if (dst_ld == 8) {
           _mm512_storeu_pd((double*)(d + 32 * q), k01);
           _mm512_storeu_pd((double*)(d + 32 * q + 16), k23);

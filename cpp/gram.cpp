@@ -11,24 +11,26 @@
 namespace ds::cpu {
 namespace {
 
-// op(A) = G + G^T for a C x C row-major G: panel element (r, k) = G[i0+r][k] + G[k][i0+r]. The
-// first term is a transpose of MR rows (vectorised for full panels); the second, for fixed k, is
-// MR adjacent floats of row k, added in the panel's own layout.
+// op(A) = G + G^T for a C x C row-major G: panel element (r, k) = G[i0+r][k] + G[k][i0+r]. For
+// full panels the first term is the AVX-512 transpose of MR rows and the second (for fixed k, MR
+// adjacent floats of row k) is added to its results before they are stored: one pass over the
+// panel (adding it in a second pass cost 14% of relu5_1's backward at 256²).
 struct SymmetrizedRows {
   const float* g;
   int64_t C;
   void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) const {
     using blocked::MR;
-    blocked::MatrixA{g, C, false}.pack(i0, rows, k0, kc, dst);
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* column = g + (k0 + k) * C + i0;  // G[k][i0 ...]
+    int64_t k_done = 0;
+#if defined(__AVX512F__)
+    if (rows == MR && MR == 8)  // both terms in one pass: the column term added before storing
+      k_done = blocked::MatrixA::transpose_rows_8x16(g + i0 * C + k0, C, kc, dst, 8,
+                                                     g + k0 * C + i0, C);
+#endif
+    for (int64_t k = k_done; k < kc; ++k) {
       float* d = dst + k * MR;
-      if (rows == MR) {
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) d[r] += column[r];
-      } else {
-        for (int64_t r = 0; r < rows; ++r) d[r] += column[r];
-      }
+      int64_t r = 0;
+      for (; r < rows; ++r) d[r] = g[(i0 + r) * C + k0 + k] + g[(k0 + k) * C + i0 + r];
+      for (; r < MR; ++r) d[r] = 0.0f;
     }
   }
 };
