@@ -229,14 +229,9 @@ def test_paint_device_cuda_checks_the_gpus_free_memory(fake_gpu, tmp_path, monke
 
 def test_the_train_command_with_device_cuda(fake_gpu, tmp_path, capsys):
     from deepstyle import cli
-    from deepstyle.data.idx import write_idx
-    from test_train import synthetic
+    from test_train import write_synthetic_idx
 
-    d = synthetic(n=150)
-    for part, x, y in (("train", d.train_images, d.train_labels),
-                       ("t10k", d.test_images, d.test_labels)):
-        write_idx(str(tmp_path / f"{part}-images-idx3-ubyte"), x[:, 0])
-        write_idx(str(tmp_path / f"{part}-labels-idx1-ubyte"), y.astype(np.uint8))
+    write_synthetic_idx(tmp_path, n=150)
     outputs = {}
     for device in ("cpu", "cuda"):
         assert cli.main(["train", "linear", "--data", str(tmp_path), "--epochs", "2",

@@ -149,6 +149,17 @@ def synthetic(n=240, seed=0, size=28):
                         images[:50], labels[:50], "memory")
 
 
+def write_synthetic_idx(directory, n):
+    """:func:`synthetic` as the four Fashion-MNIST IDX files in ``directory`` (for the commands)."""
+    from deepstyle.data.idx import write_idx
+
+    d = synthetic(n=n)
+    for part, x, y in (("train", d.train_images, d.train_labels),
+                       ("t10k", d.test_images, d.test_labels)):
+        write_idx(str(directory / f"{part}-images-idx3-ubyte"), x[:, 0])
+        write_idx(str(directory / f"{part}-labels-idx1-ubyte"), y.astype(np.uint8))
+
+
 def tiny_recipe(model="cifar-cnn", epochs=3):
     r = default_recipe(model).with_epochs(epochs)
     r.batch_size, r.validation, r.dropout, r.zca = 40, 40, True, False
@@ -267,13 +278,8 @@ def test_evaluate_command_errors(tmp_path, capsys):
 
 def test_ctrl_c_keeps_finished_epochs_and_resume_finishes(tmp_path, capsys, monkeypatch):
     from deepstyle.classify import trainer
-    from deepstyle.data.idx import write_idx
 
-    d = synthetic(n=300)
-    for part, x, y in (("train", d.train_images, d.train_labels),
-                       ("t10k", d.test_images, d.test_labels)):
-        write_idx(str(tmp_path / f"{part}-images-idx3-ubyte"), x[:, 0])
-        write_idx(str(tmp_path / f"{part}-labels-idx1-ubyte"), y.astype(np.uint8))
+    write_synthetic_idx(tmp_path, n=300)
     args = ["train", "linear", "--data", str(tmp_path), "--epochs", "3", "--batch-size", "50",
             "--validation", "50", "--out", str(tmp_path / "run"), "--quiet"]
     batches = []
