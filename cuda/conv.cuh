@@ -25,6 +25,12 @@ __device__ inline float im2col_value(const Conv2dShape& s, const float* x, int64
   return x[((n * s.C + c) * s.H + h) * s.W + w];
 }
 
+// Offset of y[n, k, p, q] (or dy's) for output channel k and column `col` = (n, p, q).
+__device__ inline int64_t output_offset(const Conv2dShape& s, int64_t k, int64_t col) {
+  const int64_t n = col / (s.P * s.Q), pq = col % (s.P * s.Q);
+  return (n * s.K + k) * s.P * s.Q + pq;
+}
+
 struct ConvForward {
   int64_t M, N, K;  // K_out, N.P.Q, C.R.S
   Conv2dShape s;
@@ -35,8 +41,7 @@ struct ConvForward {
   __device__ float b(int, int64_t crs, int64_t col) const { return im2col_value(s, x, crs, col); }
   __device__ bool skip_tile(int64_t, int64_t) const { return false; }
   __device__ void store(int, int64_t k, int64_t col, float sum) const {
-    const int64_t n = col / (s.P * s.Q), pq = col % (s.P * s.Q);
-    y[(n * s.K + k) * s.P * s.Q + pq] = bias ? sum + bias[k] : sum;
+    y[output_offset(s, k, col)] = bias ? sum + bias[k] : sum;
   }
 };
 
@@ -47,8 +52,7 @@ struct ConvGradWeight {
   float* grad_weight;
 
   __device__ float a(int, int64_t k, int64_t col) const {
-    const int64_t n = col / (s.P * s.Q), pq = col % (s.P * s.Q);
-    return grad_y[(n * s.K + k) * s.P * s.Q + pq];
+    return grad_y[output_offset(s, k, col)];
   }
   __device__ float b(int, int64_t col, int64_t crs) const { return im2col_value(s, x, crs, col); }
   __device__ bool skip_tile(int64_t, int64_t) const { return false; }
