@@ -1,4 +1,5 @@
-// Pooling over (N*C) independent planes, split across threads by plane. The window of every
+// Pooling over (N*C) independent planes, split across threads by plane; planes of up to 32x32
+// cells mostly go to the plane-lane kernels of pool_lanes.cpp instead. The window of every
 // output row and column, clipped to the input, is computed once per call. Max pooling and the
 // average forward work one output row at a time on SIMD vectors of adjacent output cells: the
 // plane is first copied into a buffer whose rows are padded with the identity (-inf or 0), so
@@ -7,9 +8,12 @@
 // compile-time constants. The max backward finds each window's maximum again the same way; when
 // windows do not overlap (stride >= kernel, VGG's 2x2/2) it writes every row of grad_x once,
 // whole vectors of gradient-or-zero, else it zeroes grad_x and adds cell by cell; the average
-// backward adds whole rows (its windows are separable). With indices (max_pool2d_forward_indices records each window's argmax as
-// it finds it), the max backward is a scatter: for VGG's 2x2/2 windows tiling the input, two
-// whole rows of grad_x per output row, gradient or zero, else zeroing and adding cell by cell.
+// backward adds whole rows (its windows are separable). With indices (max_pool2d_forward_indices
+// records each window's argmax as it finds it), the max backward is a scatter: for VGG's 2x2/2
+// windows tiling the input, two whole rows of grad_x per output row, gradient or zero, else
+// zeroing and adding cell by cell. A fused ReLU is applied as the plane is read (before an
+// average) or as the maximum is stored (after a max), and its backward as grad_x is written or
+// as the gradient is routed.
 // Max pooling follows PyTorch's CPU kernel exactly: a value replaces the running maximum when it
 // is larger or NaN (so the last NaN wins), starting from -inf at the window's first in-bounds
 // cell; padding is never chosen.

@@ -16,8 +16,9 @@ enum class Kernel { kMaxForward, kMaxBackward, kAverage };
 // more on per-row and per-plane overheads than on the windows).
 bool suits(const Pool2dShape& s, Kernel kernel);
 
-// As max_pool2d_forward(_indices), max_pool2d_backward and avg_pool2d_forward/backward of pool.h, for geometries that
-// suit(); the same results, bit for bit, as the row kernels.
+// As max_pool2d_forward(_indices), max_pool2d_backward and avg_pool2d_forward/backward of
+// pool.h, for geometries that suit(): the same results, bit for bit, as the row kernels (but for
+// the sign of a zero gradient).
 void max_forward(const Pool2dShape& s, bool relu_after, const float* x, float* y,
                  int32_t* indices);
 void avg_forward(const Pool2dShape& s, bool count_include_pad, bool relu_before, const float* x,
