@@ -51,6 +51,12 @@ def conv_results(rng):
     out["winograd grad_x"] = ops.conv2d_backward(normal(rng, *y.shape), x, w, 1, 1,
                                                  need_weight=False, need_bias=False,
                                                  algo="winograd")[0]
+    # F(2x2, 5x5): cifar-cnn's conv2 shape at a smaller batch.
+    x, w = normal(rng, 12, 32, 16, 16), normal(rng, 32, 32, 5, 5)
+    out["winograd 5x5 y"] = y = ops.conv2d(x, w, None, 1, 2, algo="winograd")
+    out["winograd 5x5 grad_x"] = ops.conv2d_backward(normal(rng, *y.shape), x, w, 1, 2,
+                                                     need_weight=False, need_bias=False,
+                                                     algo="winograd")[0]
     return out
 
 
