@@ -44,6 +44,10 @@ def conv_results(rng):
     out["direct y"] = y
     out["direct grad_x"], out["direct grad_weight"], _ = ops.conv2d_backward(
         normal(rng, *y.shape), x, w, 1, 2)
+    # grad_weight of an input layer: sums over fixed ranges of rows, across image boundaries.
+    x, w = normal(rng, 3, 3, 37, 41), normal(rng, 32, 3, 5, 5)
+    out["input layer grad_weight"] = ops.conv2d_backward(
+        normal(rng, 3, 32, 37, 41), x, w, 1, 2, need_x=False, need_bias=False)[1]
     # Winograd: threads split the input transform by channel and the rest by output channel,
     # over several blocks of tiles.
     x, w = normal(rng, 2, 20, 70, 45), normal(rng, 40, 20, 3, 3)
