@@ -105,6 +105,22 @@ def test_conv2d_forward_and_backward(emulated, case):
         ref.assert_close(got, want, terms=terms)
 
 
+@pytest.mark.parametrize("r, padding", [(3, 1), (5, 2), (5, 4)])
+def test_conv2d_algo_is_a_cpu_choice(emulated, r, padding):
+    """The CUDA kernels have one algorithm: algo="winograd" (accepted for 3x3 and 5x5 stride-1
+    geometries) runs it exactly as "direct" does."""
+    rng = np.random.default_rng(r + padding)
+    x, w = rand(rng, 2, 3, 7, 6), rand(rng, 4, 3, r, r)
+    y = {algo: ops.conv2d(x, w, padding=padding, algo=algo) for algo in ("direct", "winograd")}
+    np.testing.assert_array_equal(y["winograd"], y["direct"])
+    ref.assert_close(y["winograd"], ref.conv2d(x, w, None, 1, padding), terms=w[0].size)
+    grad_y = rand(rng, *y["direct"].shape)
+    grads = {algo: ops.conv2d_backward(grad_y, x, w, 1, padding, algo=algo)
+             for algo in ("direct", "winograd")}
+    for got, want in zip(grads["winograd"], grads["direct"]):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_conv2d_backward_only_what_is_needed(emulated):
     rng = np.random.default_rng(5)
     x, w = rand(rng, 1, 2, 5, 5), rand(rng, 3, 2, 3, 3)

@@ -44,6 +44,10 @@ def conv_results(rng):
     out["direct y"] = y
     out["direct grad_x"], out["direct grad_weight"], _ = ops.conv2d_backward(
         normal(rng, *y.shape), x, w, 1, 2)
+    # grad_weight of an input layer: sums over fixed ranges of rows, across image boundaries.
+    x, w = normal(rng, 3, 3, 37, 41), normal(rng, 32, 3, 5, 5)
+    out["input layer grad_weight"] = ops.conv2d_backward(
+        normal(rng, 3, 32, 37, 41), x, w, 1, 2, need_x=False, need_bias=False)[1]
     # Winograd: threads split the input transform by channel and the rest by output channel,
     # over several blocks of tiles.
     x, w = normal(rng, 2, 20, 70, 45), normal(rng, 40, 20, 3, 3)
@@ -51,6 +55,12 @@ def conv_results(rng):
     out["winograd grad_x"] = ops.conv2d_backward(normal(rng, *y.shape), x, w, 1, 1,
                                                  need_weight=False, need_bias=False,
                                                  algo="winograd")[0]
+    # F(2x2, 5x5): cifar-cnn's conv2 shape at a smaller batch.
+    x, w = normal(rng, 12, 32, 16, 16), normal(rng, 32, 32, 5, 5)
+    out["winograd 5x5 y"] = y = ops.conv2d(x, w, None, 1, 2, algo="winograd")
+    out["winograd 5x5 grad_x"] = ops.conv2d_backward(normal(rng, *y.shape), x, w, 1, 2,
+                                                     need_weight=False, need_bias=False,
+                                                     algo="winograd")[0]
     return out
 
 

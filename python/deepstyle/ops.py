@@ -259,14 +259,17 @@ _CONV_ALGOS = {"auto": 0, "direct": 1, "winograd": 2}  # ds::ConvAlgo
 
 
 def _conv_algo(algo, geometry):
-    """The kernels' code for ``algo``; "winograd" needs a 3x3 kernel, stride 1, padding <= 2."""
+    """The kernels' code for ``algo``; "winograd" needs stride 1 and a 3x3 kernel with padding
+    <= 2 or a 5x5 one with padding <= 4 (grad_x pads by kernel - 1 - padding)."""
     if not isinstance(algo, str) or algo not in _CONV_ALGOS:
         raise ValueError(f"algo: expected one of {sorted(_CONV_ALGOS)}, got {algo!r}")
     kernel, stride, padding = geometry[5:7], geometry[7:9], geometry[9:11]
-    if algo == "winograd" and (kernel != (3, 3) or stride != (1, 1) or max(padding) > 2):
+    if algo == "winograd" and (kernel not in ((3, 3), (5, 5)) or stride != (1, 1)
+                               or max(padding) > kernel[0] - 1):
         raise ValueError(
-            f"algo: 'winograd' needs a 3x3 kernel, stride 1 and padding at most 2, got kernel "
-            f"{kernel}, stride {stride}, padding {padding}"
+            f"algo: 'winograd' needs stride 1 and a 3x3 kernel with padding at most 2 or a 5x5 "
+            f"kernel with padding at most 4, got kernel {kernel}, stride {stride}, padding "
+            f"{padding}"
         )
     return _CONV_ALGOS[algo]
 
@@ -276,8 +279,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, algo="auto"):
     bias (K,) or None -> (N, K, P, Q).
 
     ``algo`` picks the algorithm: "auto" (on the CPU, Winograd F(4x4, 3x3) for 3x3 stride-1
-    layers with enough channels, else direct), "direct", or "winograd" (3x3 kernels, stride 1,
-    padding at most 2; its rounding error is about 10x direct summation's).
+    layers with enough channels, F(2x2, 5x5) for 5x5 ones on large enough images, else direct),
+    "direct", or "winograd" (stride 1, 3x3 kernels with padding at most 2 or 5x5 ones with
+    padding at most 4; its rounding error is up to about 10x direct summation's). The CUDA
+    kernels have one algorithm for every value.
     """
     backend, xp = kernels(x, weight, bias)
     x, weight, geometry = _conv_args(x, weight, stride, padding)
