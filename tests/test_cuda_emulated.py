@@ -174,6 +174,32 @@ def test_avg_pool(emulated, case, count_include_pad):
                      ref.avg_pool2d_backward(grad_y.astype(np.float64), x, *args), terms=terms)
 
 
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_pool_with_fused_relu(emulated, case):
+    x_shape, kernel, stride, padding, ceil_mode = case
+    rng = np.random.default_rng(sum(x_shape) + 2)
+    x = rand(rng, *x_shape)
+    x[0, 0, 0, :2] = 0.0  # ReLU's edge
+    args = (kernel, stride, padding, ceil_mode)
+    y = ops.max_pool2d(x, *args, relu_after=True)
+    np.testing.assert_array_equal(y, on_cpu(ops.max_pool2d, x, *args, relu_after=True))
+    grad_y = rand(rng, *y.shape)
+    grad_x = ops.max_pool2d_backward(grad_y, x, *args, relu_after=True)
+    np.testing.assert_allclose(grad_x, on_cpu(ops.max_pool2d_backward, grad_y, x, *args,
+                                              relu_after=True),
+                               rtol=0, atol=8 * ref.EPS32 * float(np.abs(grad_y).max()))
+    masked = np.where(y > 0, grad_y.astype(np.float64), 0.0)
+    ref.assert_close(grad_x, ref.max_pool2d_backward(masked, x, *args), terms=4)
+    relu_x = np.maximum(x, 0)
+    terms = int(np.prod(ops._pair(kernel, "kernel", 1)))
+    for include in (True, False):
+        ref.assert_close(ops.avg_pool2d(x, *args, include, relu_before=True),
+                         ref.avg_pool2d(relu_x, *args, include), terms=terms)
+        ref.assert_close(ops.avg_pool2d_backward(grad_y, x, *args, include, relu_before=True),
+                         (x > 0) * ref.avg_pool2d_backward(grad_y.astype(np.float64), x, *args,
+                                                           include), terms=terms)
+
+
 def test_max_pool_nan_wins(emulated):
     x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
     x[0, 0, 0, 1] = np.nan
