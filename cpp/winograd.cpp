@@ -131,8 +131,6 @@ void transform_filters(const Geometry& g, const Filters& f, int64_t o_panels, in
   }
 }
 
-typedef int vint __attribute__((vector_size(kVecWidth * sizeof(int))));
-
 inline vint lane_index() {
   vint v;
   for (int l = 0; l < kLanes; ++l) v[l] = l;
@@ -148,72 +146,76 @@ struct Segment {
 // Splits the tiles [t_begin, t_end) into runs within tile rows; returns their number.
 inline int segments_of(const Geometry& g, int64_t t_begin, int64_t t_end, Segment* out) {
   int count = 0;
+  const int64_t rest = t_begin % (g.TY * g.TX);  // divisions once: small images have many runs
+  int64_t n = t_begin / (g.TY * g.TX), ty = rest / g.TX, tx = rest % g.TX;
   for (int64_t t = t_begin; t < t_end;) {
-    const int64_t n = t / (g.TY * g.TX), rest = t % (g.TY * g.TX), ty = rest / g.TX,
-                  tx = rest % g.TX, len = std::min(t_end - t, g.TX - tx);
+    const int64_t len = std::min(t_end - t, g.TX - tx);
     out[count++] = {n, ty, tx, len, t - t_begin};
     t += len;
+    tx = 0;
+    if (++ty == g.TY) ty = 0, ++n;
   }
   return count;
 }
 
-// dst[u] = row[x0 + u] for u in [lo, hi), zero elsewhere in [0, kRowFloats<M>).
+// v = row[u] for u in [lo, hi), zero elsewhere in [0, kRowFloats<M>), as kRowVectors<M>
+// vectors: masked loads straight into registers (rows clipped at the image's edge once went
+// through a stack buffer, and reading it back at other offsets stalled store forwarding).
 template <int M>
-inline void clipped_row(float* dst, const float* row, int64_t x0, int64_t lo, int64_t hi) {
+inline void load_row(const float* row, int64_t lo, int64_t hi, vfloat* v) {
 #if defined(__AVX512F__)
-  // Masked loads (a library memcpy per row would cost more than the transform).
-  constexpr int64_t kRow = kRowFloats<M>;
-  for (int64_t u = 0; u < kRow; u += 16) {
-    const int64_t a = std::clamp<int64_t>(lo - u, 0, 16), b = std::clamp<int64_t>(hi - u, a, 16);
+  for (int k = 0; k < kRowVectors<M>; ++k) {
+    const int64_t u = 16 * k, a = std::clamp<int64_t>(lo - u, 0, 16),
+                  b = std::clamp<int64_t>(hi - u, a, 16);
     const __mmask16 mask = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
-    const int width = (int)std::min<int64_t>(16, kRow - u);
-    const __m512 v = mask ? _mm512_maskz_loadu_ps(mask, row + x0 + u) : _mm512_setzero_ps();
-    _mm512_mask_storeu_ps(dst + u, (__mmask16)((1u << width) - 1), v);
+    v[k] = mask == 0xFFFF ? vload(row + u)
+           : mask         ? _mm512_maskz_loadu_ps(mask, row + u)
+                          : _mm512_setzero_ps();
   }
 #else
-  for (int64_t u = 0; u < kRowFloats<M>; ++u) dst[u] = u >= lo && u < hi ? row[x0 + u] : 0.0f;
+  alignas(64) float lanes[kRowVectors<M> * kLanes];
+  for (int64_t u = 0; u < kRowVectors<M> * kLanes; ++u)
+    lanes[u] = u >= lo && u < hi ? row[u] : 0.0f;
+  for (int k = 0; k < kRowVectors<M>; ++k) v[k] = vload(lanes + k * kLanes);
 #endif
 }
 
+// The 6 input rows (input channel i) under the patches of segment `seg`, zero outside x.
+template <int M>
+inline void segment_rows(const Geometry& g, const float* x, int64_t i, const Segment& seg,
+                         vfloat (*rows)[kRowVectors<M>]) {
+  const int64_t x0 = M * (seg.tx - seg.lane) - g.pad_w;  // column under lane 0's patch
+  const int64_t lo = std::clamp<int64_t>(-x0, 0, kRowFloats<M>),
+                hi = std::clamp<int64_t>(g.W - x0, lo, kRowFloats<M>);
+  for (int r = 0; r < kAlpha; ++r) {
+    const int64_t iy = M * seg.ty - g.pad_h + r;
+    const bool inside = iy >= 0 && iy < g.H;
+    const float* src = x + ((seg.n * g.I + i) * g.H + (inside ? iy : 0)) * g.W + x0;
+    load_row<M>(src, inside ? lo : 0, inside ? hi : 0, rows[r]);
+  }
+}
+
 // V for input channel i and the kLanes tiles from t_begin (fewer at the end), stored at dst
-// (element ξ at dst + ξ * xi_stride).
+// (element ξ at dst + ξ * xi_stride). A group that spans several tile rows (small images)
+// takes each row's lanes from that row's patches; lanes past the last tile are zero.
 template <class Tf>
 void transform_input_group(const Geometry& g, const float* x, int64_t i, int64_t t_begin,
                            float* dst, int64_t xi_stride) {
+  constexpr int M = Tf::m;
   Segment segments[kLanes];
-  const int64_t t_end = std::min(g.T, t_begin + kLanes);
-  const int count = segments_of(g, t_begin, t_end, segments);
-  vfloat d[kXi];
-  if (count > 1 || t_end - t_begin < kLanes)
-    for (auto& v : d) v = vfloat{};
-  for (int k = 0; k < count; ++k) {
+  const int64_t tiles = std::min(g.T - t_begin, int64_t{kLanes});
+  const int count = segments_of(g, t_begin, t_begin + tiles, segments);
+  vfloat rows[kAlpha][kRowVectors<M>], d[kXi];
+  segment_rows<M>(g, x, i, segments[0], rows);
+  patch_columns<M>(rows, d);  // every lane: the other segments overwrite theirs
+  const vint lane = lane_index();
+  for (int k = 1; k < count; ++k) {
     const Segment& seg = segments[k];
-    constexpr int M = Tf::m, kRow = kRowFloats<M>;
-    alignas(64) float buffer[kAlpha][kRow];
-    const float* rows[kAlpha];  // in x where the whole row is, else a zero-padded copy
-    const int64_t x0 = M * (seg.tx - seg.lane) - g.pad_w;  // column under lane 0's patch
-    const int64_t lo = std::clamp<int64_t>(-x0, 0, kRow),
-                  hi = std::clamp<int64_t>(g.W - x0, lo, kRow);
-    for (int r = 0; r < kAlpha; ++r) {
-      const int64_t iy = M * seg.ty - g.pad_h + r;
-      const float* src = x + ((seg.n * g.I + i) * g.H + std::clamp<int64_t>(iy, 0, g.H - 1)) * g.W;
-      if (iy >= 0 && iy < g.H && lo == 0 && hi == kRow) {
-        rows[r] = src + x0;
-      } else {
-        rows[r] = buffer[r];
-        clipped_row<M>(buffer[r], src, x0, iy >= 0 && iy < g.H ? lo : 0, iy >= 0 && iy < g.H ? hi : 0);
-      }
-    }
-    if (seg.len == kLanes) {  // one segment fills the group
-      patch_columns<M>(rows, d);
-    } else {
-      vfloat part[kXi];
-      patch_columns<M>(rows, part);
-      const vint lane = lane_index();
-      const vint mine = (lane >= (int)seg.lane) & (lane < (int)(seg.lane + seg.len));
-      for (int e = 0; e < kXi; ++e) d[e] = mine ? part[e] : d[e];
-    }
+    segment_rows<M>(g, x, i, seg, rows);
+    patch_columns<M>(rows, d, (lane >= (int)seg.lane) & (lane < (int)(seg.lane + seg.len)));
   }
+  if (tiles < kLanes)
+    for (auto& v : d) v = lane < (int)tiles ? v : vfloat{};
   vfloat v[kXi];
   transform_2d(kBT, d, v);
   for (int xi = 0; xi < kXi; ++xi) vstore(dst + xi * xi_stride, v[xi]);
@@ -388,16 +390,16 @@ int64_t tile_side(const Conv2dShape& s) { return s.R == 3 ? F4x4_3x3::m : F2x2_5
 // (36 floats per filter, written and read once: 38 MB for 512 x 512 channels) does. Measured
 // (Xeon, one thread): 256 or 512 channels break even at 16 tiles (a 16x16 image) and run 1.5x
 // faster than direct at 36; 64 channels (filters in cache) 2.2x faster at 16 tiles.
-//
-// F(2x2, 5x5) saves less (100 -> 36 multiplications per tile, against 144 -> 36) and transforms
-// 4x as many tiles per output, so it needs larger images: measured (Xeon, one thread) 1.1-1.4x
-// faster than direct on 16x16 images with 16-32 channels, break-even or slower on 8x8.
+// F(2x2, 5x5) saves 64 of 100 multiplications per tile (F(4x4, 3x3): 108 of 144), so it needs
+// about twice the tiles to repay a large filter transform; against the direct 5x5 kernels it
+// pays from 8 channels: 1.3-1.9x faster on 8-256 channels and 4x4 to 32x32 images, 0.4-0.6x
+// on 3 input channels (cifar-cnn's first layer) or 1-8 tiles.
 bool winograd_pays_off(const Conv2dShape& s, int64_t out_h, int64_t out_w) {
-  if (!winograd_applies(s) || s.C < 16 || s.K < 16) return false;
-  if (s.R == 5) return out_h >= 16 && out_w >= 16;
-  const int64_t tiles = s.N * ((out_h + 3) / 4) * ((out_w + 3) / 4);
-  const int64_t filter_bytes = kXi * 4 * s.C * s.K;
-  return tiles >= 20 || (tiles >= 16 && filter_bytes <= (1 << 20));
+  const int64_t m = tile_side(s), tiles = s.N * ((out_h + m - 1) / m) * ((out_w + m - 1) / m);
+  const int64_t filter_bytes = kXi * 4 * s.C * s.K, min_channels = s.R == 5 ? 8 : 16,
+                enough_tiles = s.R == 5 ? 32 : 20;
+  return winograd_applies(s) && s.C >= min_channels && s.K >= min_channels &&
+         (tiles >= enough_tiles || (tiles >= 16 && filter_bytes <= (1 << 20)));
 }
 
 void winograd_conv(const Geometry& g, const float* x, const Filters& f, const float* bias,

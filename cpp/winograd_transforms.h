@@ -87,19 +87,32 @@ inline void transform_2d(const float (&m)[Rows][Cols], const vfloat* in, vfloat*
   for (int r = 0; r < Rows; ++r) combine(m, half + r * Cols, 1, out + r * Rows, 1);
 }
 
-// Floats of an input row under kLanes adjacent tiles of width M (6 columns each, M apart),
-// rounded up so that patch_column's whole-vector loads stay inside.
+// Floats of an input row under kLanes adjacent tiles of width M (6 columns each, M apart), and
+// the vectors that hold them.
 template <int M>
-constexpr int kRowFloats = M * kLanes + 4;
+constexpr int kRowFloats = M * (kLanes - 1) + kAlpha;
+template <int M>
+constexpr int kRowVectors = (kRowFloats<M> + kLanes - 1) / kLanes;
 
-// row[M * l + J] for the lanes l: the J-th column of the patches of kLanes adjacent tiles.
+#if defined(__AVX512F__)
+// Lanes Shift.. of the concatenation (lo, hi): 16 consecutive floats of a row held in vectors.
+template <int Shift>
+inline vfloat shifted(vfloat lo, vfloat hi) {
+  constexpr int k = Shift;
+  return __builtin_shufflevector(lo, hi, k, k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7,
+                                 k + 8, k + 9, k + 10, k + 11, k + 12, k + 13, k + 14, k + 15);
+}
+#endif
+
+// Lane l = row[M * l + J] of a row held in kRowVectors<M> vectors: the J-th column of the
+// patches of kLanes adjacent tiles.
 template <int M, int J>
-inline vfloat patch_column(const float* row) {
+inline vfloat patch_column(const vfloat* row) {
 #if defined(__AVX512F__)
   if constexpr (M == 4) {
-    constexpr int s = J & 3;
-    const float* src = row + (J >= 4 ? 4 : 0);
-    const vfloat a = vload(src), b = vload(src + 16), c = vload(src + 32), e = vload(src + 48);
+    constexpr int s = J & 3, base = J - s;
+    const vfloat a = shifted<base>(row[0], row[1]), b = shifted<base>(row[1], row[2]),
+                 c = shifted<base>(row[2], row[3]), e = shifted<base>(row[3], row[4]);
     const vfloat lo = __builtin_shufflevector(a, b, s, s + 4, s + 8, s + 12, s + 16, s + 20,
                                               s + 24, s + 28, s, s, s, s, s, s, s, s);
     const vfloat hi = __builtin_shufflevector(c, e, s, s + 4, s + 8, s + 12, s + 16, s + 20,
@@ -107,28 +120,33 @@ inline vfloat patch_column(const float* row) {
     return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22,
                                    23);
   } else if constexpr (M == 2) {
-    constexpr int s = J & 1;
-    const float* src = row + (J - s);
-    return __builtin_shufflevector(vload(src), vload(src + 16), s, s + 2, s + 4, s + 6, s + 8,
-                                   s + 10, s + 12, s + 14, s + 16, s + 18, s + 20, s + 22, s + 24,
-                                   s + 26, s + 28, s + 30);
+    constexpr int s = J & 1, base = J - s;
+    const vfloat a = shifted<base>(row[0], row[1]), b = shifted<base>(row[1], row[2]);
+    return __builtin_shufflevector(a, b, s, s + 2, s + 4, s + 6, s + 8, s + 10, s + 12, s + 14,
+                                   s + 16, s + 18, s + 20, s + 22, s + 24, s + 26, s + 28,
+                                   s + 30);
   }
 #endif
-  alignas(64) float lanes[kLanes];
-  for (int l = 0; l < kLanes; ++l) lanes[l] = row[M * l + J];
+  alignas(64) float lanes[kRowVectors<M> * kLanes];
+  for (int k = 0; k < kRowVectors<M>; ++k) vstore(lanes + k * kLanes, row[k]);
+  for (int l = 0; l < kLanes; ++l) lanes[l] = lanes[M * l + J];  // reads stay ahead of writes
   return vload(lanes);
 }
 
-// d[r * 6 + j] = the j-th column of row r of the patches of kLanes adjacent tiles.
+typedef int vint __attribute__((vector_size(kVecWidth * sizeof(int))));
+
+// d[r * 6 + j] = the j-th column of row r of the patches of kLanes adjacent tiles, in the lanes
+// where `mine` is set (all by default).
 template <int M>
-inline void patch_columns(const float* const rows[6], vfloat* d) {
-  for (int r = 0; r < 6; ++r) {
-    d[r * 6 + 0] = patch_column<M, 0>(rows[r]);
-    d[r * 6 + 1] = patch_column<M, 1>(rows[r]);
-    d[r * 6 + 2] = patch_column<M, 2>(rows[r]);
-    d[r * 6 + 3] = patch_column<M, 3>(rows[r]);
-    d[r * 6 + 4] = patch_column<M, 4>(rows[r]);
-    d[r * 6 + 5] = patch_column<M, 5>(rows[r]);
+inline void patch_columns(const vfloat (*rows)[kRowVectors<M>], vfloat* d, vint mine = ~vint{}) {
+  for (int r = 0; r < kAlpha; ++r) {
+    vfloat* out = d + r * kAlpha;
+    out[0] = mine ? patch_column<M, 0>(rows[r]) : out[0];
+    out[1] = mine ? patch_column<M, 1>(rows[r]) : out[1];
+    out[2] = mine ? patch_column<M, 2>(rows[r]) : out[2];
+    out[3] = mine ? patch_column<M, 3>(rows[r]) : out[3];
+    out[4] = mine ? patch_column<M, 4>(rows[r]) : out[4];
+    out[5] = mine ? patch_column<M, 5>(rows[r]) : out[5];
   }
 }
 

@@ -83,7 +83,7 @@ def test_winograd_close_to_direct_on_a_vgg_sized_layer():
     (3, 1, [(8, 24, 20), (32, 24, 20), (32, 24, 4)]),
     # cifar-cnn: Fashion-MNIST's one-channel first layer (direct), conv2 and conv3 at batch 100
     # and small batches.
-    (5, 2, [(1, 32, 32), (32, 32, 16), (32, 64, 8), (16, 16, 3), (8, 32, 16)]),
+    (5, 2, [(1, 32, 32), (3, 32, 16), (32, 32, 16), (32, 64, 8), (16, 16, 3), (8, 32, 16)]),
 ])
 def test_auto_uses_a_correct_algorithm_on_either_side_of_the_switch(r, padding, shapes):
     rng = np.random.default_rng(4)

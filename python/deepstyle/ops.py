@@ -279,7 +279,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, algo="auto"):
     bias (K,) or None -> (N, K, P, Q).
 
     ``algo`` picks the algorithm: "auto" (on the CPU, Winograd F(4x4, 3x3) for 3x3 stride-1
-    layers with enough channels, F(2x2, 5x5) for 5x5 ones on large enough images, else direct),
+    layers with enough channels and tiles, F(2x2, 5x5) likewise for 5x5 ones, else direct),
     "direct", or "winograd" (stride 1, 3x3 kernels with padding at most 2 or 5x5 ones with
     padding at most 4; its rounding error is up to about 10x direct summation's). The CUDA
     kernels have one algorithm for every value.
