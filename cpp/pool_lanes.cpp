@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "pool_windows.h"
@@ -109,23 +110,47 @@ void for_each_block(const Pool2dShape& s, int64_t scratch_vectors, Body body) {
   }
 }
 
+// Calls f(kh, kw) with the kernel's size as std::integral_constants for CIFAR's 3x3 and VGG's 2x2
+// windows, 0 x 0 (unknown) otherwise.
+template <typename F>
+void with_kernel_size(const Pool2dShape& s, F f) {
+  using three = std::integral_constant<int, 3>;
+  using two = std::integral_constant<int, 2>;
+  if (s.kernel_h == 3 && s.kernel_w == 3) return f(three{}, three{});
+  if (s.kernel_h == 2 && s.kernel_w == 2) return f(two{}, two{});
+  f(std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
+}
+
+// Calls f(h * W + w) for the cells of the window rows x cols in row-major order; a whole window of
+// a known kernel size KH x KW has constant loop bounds (unrolled), a clipped one does not.
+template <int KH, int KW, typename F>
+inline void for_each_cell(int64_t W, const Span& rows, const Span& cols, F f) {
+  if (KH > 0 && rows.hi - rows.lo == KH && cols.hi - cols.lo == KW) {
+    const int64_t first = rows.lo * W + cols.lo;
+    for (int h = 0; h < KH; ++h)
+      for (int w = 0; w < KW; ++w) f(first + h * W + w);
+    return;
+  }
+  for (int64_t h = rows.lo; h < rows.hi; ++h)
+    for (int64_t w = cols.lo; w < cols.hi; ++w) f(h * W + w);
+}
+
 // Maximum of one window in every lane, and (kTrackIndex) the cell h * W + w it is at: PyTorch's
 // rule, a value replaces the running maximum when larger or NaN; -1 for an empty window.
-template <bool kTrackIndex>
+template <int KH, int KW, bool kTrackIndex>
 inline void window_max(const Pool2dShape& s, const Span& rows, const Span& cols,
                        const vfloat* cells, vfloat& best, vint& at) {
   best = vbroadcast(-std::numeric_limits<float>::infinity());
   at = vint{} + (rows.lo < rows.hi && cols.lo < cols.hi ? (int32_t)(rows.lo * s.W + cols.lo) : -1);
-  for (int64_t h = rows.lo; h < rows.hi; ++h)
-    for (int64_t w = cols.lo; w < cols.hi; ++w) {
-      const vfloat v = cells[h * s.W + w];
-      const auto take = (v > best) | (v != v);
-      best = take ? v : best;
-      if (kTrackIndex) at = take ? vint{} + (int32_t)(h * s.W + w) : at;
-    }
+  for_each_cell<KH, KW>(s.W, rows, cols, [&](int64_t c) {
+    const vfloat v = cells[c];
+    const auto take = (v > best) | (v != v);
+    best = take ? v : best;
+    if (kTrackIndex) at = take ? vint{} + (int32_t)c : at;
+  });
 }
 
-template <bool kTrackIndex>
+template <int KH, int KW, bool kTrackIndex>
 void max_forward_blocks(const Pool2dShape& s, bool relu_after, const float* x, float* y,
                         int32_t* indices) {
   const Windows win(s);
@@ -137,7 +162,7 @@ void max_forward_blocks(const Pool2dShape& s, bool relu_after, const float* x, f
       for (int64_t q = 0; q < s.Q; ++q) {
         vfloat best;
         vint at;
-        window_max<kTrackIndex>(s, win.rows[p], win.cols[q], cells, best, at);
+        window_max<KH, KW, kTrackIndex>(s, win.rows[p], win.cols[q], cells, best, at);
         best_of[p * s.Q + q] = relu_after ? relu(best) : best;
         if (kTrackIndex) at_of[p * s.Q + q] = (vfloat)at;
       }
@@ -172,31 +197,34 @@ bool suits(const Pool2dShape& s, Kernel kernel) {
 
 void max_forward(const Pool2dShape& s, bool relu_after, const float* x, float* y,
                  int32_t* indices) {
-  if (indices)
-    max_forward_blocks<true>(s, relu_after, x, y, indices);
-  else
-    max_forward_blocks<false>(s, relu_after, x, y, nullptr);
+  with_kernel_size(s, [&](auto kh, auto kw) {
+    if (indices)
+      max_forward_blocks<kh(), kw(), true>(s, relu_after, x, y, indices);
+    else
+      max_forward_blocks<kh(), kw(), false>(s, relu_after, x, y, nullptr);
+  });
 }
 
 void avg_forward(const Pool2dShape& s, bool count_include_pad, bool relu_before, const float* x,
                  float* y) {
   const Windows win(s);
   const int64_t plane = s.H * s.W, out_plane = s.P * s.Q;
-  for_each_block(s, plane + out_plane, [&](int64_t first, int n, vfloat* scratch) {
-    vfloat *cells = scratch, *mean_of = cells + plane;
-    planes_to_lanes(x + first * plane, plane, n, relu_before, nullptr, cells);
-    for (int64_t p = 0; p < s.P; ++p) {
-      const Span& rows = win.rows[p];
-      for (int64_t q = 0; q < s.Q; ++q) {
-        const Span& cols = win.cols[q];
-        vfloat sum = vfloat{};
-        for (int64_t h = rows.lo; h < rows.hi; ++h)
-          for (int64_t w = cols.lo; w < cols.hi; ++w) sum += cells[h * s.W + w];
-        const int64_t d = divisor(rows, cols, count_include_pad);
-        mean_of[p * s.Q + q] = d > 0 ? sum / vbroadcast((float)d) : vfloat{};
+  with_kernel_size(s, [&](auto kh, auto kw) {
+    for_each_block(s, plane + out_plane, [&](int64_t first, int n, vfloat* scratch) {
+      vfloat *cells = scratch, *mean_of = cells + plane;
+      planes_to_lanes(x + first * plane, plane, n, relu_before, nullptr, cells);
+      for (int64_t p = 0; p < s.P; ++p) {
+        const Span& rows = win.rows[p];
+        for (int64_t q = 0; q < s.Q; ++q) {
+          const Span& cols = win.cols[q];
+          vfloat sum = vfloat{};
+          for_each_cell<kh(), kw()>(s.W, rows, cols, [&](int64_t c) { sum += cells[c]; });
+          const int64_t d = divisor(rows, cols, count_include_pad);
+          mean_of[p * s.Q + q] = d > 0 ? sum / vbroadcast((float)d) : vfloat{};
+        }
       }
-    }
-    lanes_to_planes(mean_of, out_plane, n, nullptr, y + first * out_plane);
+      lanes_to_planes(mean_of, out_plane, n, nullptr, y + first * out_plane);
+    });
   });
 }
 
@@ -236,25 +264,27 @@ void max_backward(const Pool2dShape& s, bool relu_after, const float* grad_y, co
                   float* grad_x) {
   const Windows win(s);
   const int64_t plane = s.H * s.W, out_plane = s.P * s.Q;
-  for_each_block(s, 2 * plane + out_plane, [&](int64_t first, int n, vfloat* scratch) {
-    vfloat *gx = scratch, *gy = gx + plane, *cells = gy + out_plane;
-    planes_to_lanes(grad_y + first * out_plane, out_plane, n, false, nullptr, gy);
-    planes_to_lanes(x + first * plane, plane, n, false, nullptr, cells);
-    for (int64_t c = 0; c < plane; ++c) gx[c] = vfloat{};
-    for (int64_t p = 0; p < s.P; ++p) {
-      const Span& rows = win.rows[p];
-      for (int64_t q = 0; q < s.Q; ++q) {
-        const Span& cols = win.cols[q];
-        vfloat best, g = gy[p * s.Q + q];
-        vint at;
-        window_max<true>(s, rows, cols, cells, best, at);
-        if (relu_after) g = best > 0 ? g : vfloat{};
-        for (int64_t h = rows.lo; h < rows.hi; ++h)
-          for (int64_t w = cols.lo; w < cols.hi; ++w)
-            gx[h * s.W + w] += at == (int32_t)(h * s.W + w) ? g : vfloat{};
+  with_kernel_size(s, [&](auto kh, auto kw) {
+    for_each_block(s, 2 * plane + out_plane, [&](int64_t first, int n, vfloat* scratch) {
+      vfloat *gx = scratch, *gy = gx + plane, *cells = gy + out_plane;
+      planes_to_lanes(grad_y + first * out_plane, out_plane, n, false, nullptr, gy);
+      planes_to_lanes(x + first * plane, plane, n, false, nullptr, cells);
+      for (int64_t c = 0; c < plane; ++c) gx[c] = vfloat{};
+      for (int64_t p = 0; p < s.P; ++p) {
+        const Span& rows = win.rows[p];
+        for (int64_t q = 0; q < s.Q; ++q) {
+          const Span& cols = win.cols[q];
+          vfloat best, g = gy[p * s.Q + q];
+          vint at;
+          window_max<kh(), kw(), true>(s, rows, cols, cells, best, at);
+          if (relu_after) g = best > 0 ? g : vfloat{};
+          for_each_cell<kh(), kw()>(s.W, rows, cols, [&](int64_t c) {
+            gx[c] += at == (int32_t)c ? g : vfloat{};
+          });
+        }
       }
-    }
-    lanes_to_planes(gx, plane, n, nullptr, grad_x + first * plane);
+      lanes_to_planes(gx, plane, n, nullptr, grad_x + first * plane);
+    });
   });
 }
 
