@@ -67,7 +67,7 @@ template <typename MakeState, typename Body>
 void for_each_plane(const Pool2dShape& s, MakeState make_state, Body body) {
   const int64_t planes = s.N * s.C;
   std::exception_ptr error;
-#pragma omp parallel num_threads(num_threads()) if (planes > 1)
+#pragma omp parallel num_threads(num_threads()) if (pool_in_parallel(s))
   {
     std::optional<decltype(make_state())> state;
     try {
@@ -556,7 +556,7 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const float* grad_y, cons
   const int64_t planes = s.N * s.C, plane = s.H * s.W, out_plane = s.P * s.Q;
   int invalid = 0;  // a flag, not an exception: nothing may throw out of the parallel region
 #pragma omp parallel for schedule(static) num_threads(num_threads()) reduction(| : invalid) \
-    if (planes > 1)
+    if (pool_in_parallel(s))
   for (int64_t c = 0; c < planes; ++c) {
     const float* gy = grad_y + c * out_plane;
     const int32_t* idx = indices + c * out_plane;

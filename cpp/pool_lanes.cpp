@@ -24,8 +24,6 @@ typedef int32_t vint __attribute__((vector_size(kLanes * sizeof(int32_t))));
 // Planes of at most this many cells take the lane kernels: the scratch of one block is then
 // 64 KiB at most, in L2, and the row kernels' per-row overheads dominate up to there.
 constexpr int64_t kMaxCells = 1024;
-// Below this many input cells the work is not split across threads (waking them costs more).
-constexpr int64_t kParallelCells = 1 << 15;
 
 // One butterfly stage of the transpose: swaps bit B of the row index with bit B of the lane.
 template <int B>
@@ -100,7 +98,7 @@ struct Windows {
 template <typename Body>
 void for_each_block(const Pool2dShape& s, int64_t scratch_vectors, Body body) {
   const int64_t planes = s.N * s.C, blocks = (planes + kLanes - 1) / kLanes;
-  const int threads = planes * s.H * s.W >= kParallelCells && blocks > 1 ? num_threads() : 1;
+  const int threads = pool_in_parallel(s) && blocks > 1 ? num_threads() : 1;
   std::vector<vfloat> scratch(threads * scratch_vectors);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t b = 0; b < blocks; ++b) {

@@ -31,6 +31,15 @@ inline int64_t divisor(const Span& rows, const Span& cols, bool count_include_pa
                            : (rows.hi - rows.lo) * (cols.hi - cols.lo);
 }
 
+// Below this many input cells a pooling is not split across threads (waking them costs more than
+// the split saves).
+constexpr int64_t kPoolParallelCells = 1 << 15;
+
+// Whether a pooling over planes of s runs on more than one thread.
+inline bool pool_in_parallel(const Pool2dShape& s) {
+  return s.N * s.C > 1 && s.N * s.C * s.H * s.W >= kPoolParallelCells;
+}
+
 // ReLU as deepstyle.ops.relu computes it: "not below zero" rather than "above zero", so that NaN
 // passes through.
 template <typename T>

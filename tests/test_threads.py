@@ -67,8 +67,8 @@ def conv_results(rng):
 def pool_results(rng):
     out = {}
     # 33x31 and 16x16 planes: the plane-lane kernels (blocks of planes split across threads);
-    # 40x40: the row kernels (planes split across threads)
-    for x in (normal(rng, 6, 16, 33, 31), normal(rng, 3, 45, 16, 16), normal(rng, 2, 8, 40, 40)):
+    # 48x48: the row kernels (planes split across threads); each above the size that is split
+    for x in (normal(rng, 6, 16, 33, 31), normal(rng, 3, 45, 16, 16), normal(rng, 2, 8, 48, 48)):
         name = "x".join(map(str, x.shape[2:]))
         y_max, y_avg = ops.max_pool2d(x, 3, 2, 1, True), ops.avg_pool2d(x, 2)
         y_fused, indices = ops.max_pool2d(x, 3, 2, 0, True, return_indices=True, relu_after=True)
