@@ -584,27 +584,35 @@ void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* we
   direct_conv_rows<0>(s, batch, wt, bias, y);
 }
 
-// grad_weight of small images with 32 or 64 output channels, the direct kernel's adjoint:
-// dW[k, tap] = sum over output positions of dy[n, k, p, q] * batch[tap_offset[tap] + u(n, p, q)],
-// output channels in the vector lanes. grad_y is first transposed to dyT[position][k]. Each
-// task is a group of 2 vectors of channels and up to kWeightTaps adjacent taps (c, r, t0..) of
-// one kernel row (so that output rows whose input row r falls in the padding are skipped); its
-// accumulators sum the positions of a chunk of output rows (dyT's chunk stays in L2) before
-// being added to dW. Along a row, kDirectPositions positions and kT adjacent taps read only
-// kDirectPositions + kT - 1 inputs: each is broadcast once and kept in a register (as in
-// direct_conv_row), and each position costs two loads of dyT for its 2 kT products.
-constexpr int64_t kWeightTaps = 5, kWeightChunkFloats = 16384;
+// grad_weight with 32 or 64 output channels, the direct kernel's adjoint, for small images and
+// for input layers (few taps on large images): dW[k, tap] = sum over output positions of
+// dy[n, k, p, q] * batch[tap_offset[tap] + u(n, p, q)], output channels in the vector lanes.
+// The sum over the N.P output rows is cut into kWeightUnits fixed ranges, whatever the thread
+// count (so results are bitwise the same at any count), each summed by one thread into partial
+// sums of its own that are added up in order at the end: an RGB layer has too few taps to share
+// out instead (15 tasks of 5 taps for CIFAR-10's conv1). A work item is one range and one group
+// of 2 vectors of output channels; it walks its rows in chunks whose dy it transposes to
+// dyT[position][k] in an L1-sized buffer, then for each task (c, r, up to kWeightTaps adjacent
+// taps t0..) adds the chunk's products to the task's sums. Along a row, kDirectPositions
+// positions and kT adjacent taps read only kDirectPositions + kT - 1 inputs: each is broadcast
+// once and kept in a register (as in direct_conv_row), and each position costs two loads of dyT
+// for its 2 kT products.
+constexpr int64_t kWeightTaps = 5, kWeightChunkFloats = 8192, kWeightUnits = 16;
+// Input layers up to this many taps (C*R*S: 4 channels of 5x5) take the direct kernel on any
+// image size; the dot products of grad_weight_dot are faster on more.
+constexpr int64_t kMaxInputLayerTaps = 100;
 
 bool direct_grad_weight_pays_off(const Conv2dShape& s) {
   return PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8 &&
-         s.P * s.Q <= 256;
+         (s.P * s.Q <= 256 || s.C * s.R * s.S <= kMaxInputLayerTaps);
 }
 
 // acc[t] += the products of taps t0 + t (t < kT) over positions [0, Q) of one output row, whose
-// inputs start at x (the row's tap t0) and dyT rows at dy (K floats apart).
+// inputs start at x (the row's tap t0) and dyT rows at dy (kDirectGroup floats apart).
 template <int kT>
-inline void weight_row(const float* x, const float* dy, int64_t Q, int64_t K,
+inline void weight_row(const float* x, const float* dy, int64_t Q,
                        vfloat (&acc)[kWeightTaps][2]) {
+  constexpr int64_t G = kDirectGroup;
   int64_t q = 0;
   for (; q + kDirectPositions <= Q; q += kDirectPositions) {
     constexpr int kInputs = kDirectPositions + kT - 1;
@@ -613,7 +621,7 @@ inline void weight_row(const float* x, const float* dy, int64_t Q, int64_t K,
     for (int j = 0; j < kInputs; ++j) in[j] = vbroadcast(x[q + j]);
 #pragma GCC unroll 8
     for (int i = 0; i < kDirectPositions; ++i) {
-      const float* d = dy + (q + i) * K;
+      const float* d = dy + (q + i) * G;
       const vfloat d0 = vload(d), d1 = vload(d + kVecWidth);
 #pragma GCC unroll 8
       for (int t = 0; t < kT; ++t) {
@@ -623,7 +631,7 @@ inline void weight_row(const float* x, const float* dy, int64_t Q, int64_t K,
     }
   }
   for (; q < Q; ++q) {  // the row's last Q % kDirectPositions positions
-    const vfloat d0 = vload(dy + q * K), d1 = vload(dy + q * K + kVecWidth);
+    const vfloat d0 = vload(dy + q * G), d1 = vload(dy + q * G + kVecWidth);
     for (int t = 0; t < kT; ++t) {
       const vfloat xi = vbroadcast(x[q + t]);
       acc[t][0] += xi * d0;
@@ -632,11 +640,11 @@ inline void weight_row(const float* x, const float* dy, int64_t Q, int64_t K,
   }
 }
 
-// The taps (c, r, t0 .. t0 + kT - 1) of output channels [k0, k0 + kDirectGroup), summed over
-// output rows [row0, row1) and added to the task's running sums (kWeightTaps x 2 vectors).
+// The taps (c, r, t0 .. t0 + kT - 1) of one group of output channels, summed over output rows
+// [row0, row1) (their dyT at dyt) and added to the task's sums (kWeightTaps x 2 vectors).
 template <int kT>
 void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dyt, int64_t tap0,
-                 int64_t r, int64_t k0, int64_t row0, int64_t row1, float* sums) {
+                 int64_t r, int64_t row0, int64_t row1, float* sums) {
   vfloat acc[kWeightTaps][2];
   for (int t = 0; t < kT; ++t)
     for (int v = 0; v < 2; ++v) acc[t][v] = vload(sums + (2 * t + v) * kVecWidth);
@@ -644,58 +652,86 @@ void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dy
     const int64_t n = row / s.P, p = row % s.P, ih = p - s.pad_h + r;
     if (ih < 0 || ih >= s.H) continue;  // the taps read padding only
     const float* x = batch.data + (n * batch.period + p) * batch.Wp + batch.tap_offset[tap0];
-    weight_row<kT>(x, dyt + row * s.Q * s.K + k0, s.Q, s.K, acc);
+    weight_row<kT>(x, dyt + (row - row0) * s.Q * kDirectGroup, s.Q, acc);
   }
   for (int t = 0; t < kT; ++t)
     for (int v = 0; v < 2; ++v) vstore(sums + (2 * t + v) * kVecWidth, acc[t][v]);
 }
 
+// dyt[(row - row0) * Q + q][k] = grad_y[n, k0 + k, p, q] for output rows row = (n, p) in
+// [row0, row1) and k < kDirectGroup.
+void transpose_output_rows(const Conv2dShape& s, const float* grad_y, int64_t k0, int64_t row0,
+                           int64_t row1, float* dyt) {
+  constexpr int64_t G = kDirectGroup;
+  const int64_t pq = s.P * s.Q;
+  for (int64_t row = row0; row < row1; ++row) {
+    const float* src = grad_y + (row / s.P * s.K + k0) * pq + row % s.P * s.Q;  // + k * pq
+    float* dst = dyt + (row - row0) * s.Q * G;
+    int64_t q0 = 0;
+#if defined(__AVX512F__)
+    for (; q0 + 16 <= s.Q; q0 += 16)
+      for (int64_t k = 0; k < G; k += 16) {
+        const float* channel[16];
+        for (int j = 0; j < 16; ++j) channel[j] = src + (k + j) * pq + q0;
+        transpose_16x16(channel, dst + q0 * G + k, G);
+      }
+#endif
+    for (int64_t q = q0; q < s.Q; ++q)
+      for (int64_t k = 0; k < G; ++k) dst[q * G + k] = src[k * pq + q];
+  }
+}
+
 void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const float* grad_y,
                         float* grad_weight) {
-  const int64_t crs = s.C * s.R * s.S, pq = s.P * s.Q, rows = s.N * s.P;
-  float* dyt = scratch(kGradSlot, s.N * pq * s.K);
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t n = 0; n < s.N; ++n)
-    for (int64_t k = 0; k < s.K; ++k)
-      for (int64_t j = 0; j < pq; ++j) dyt[(n * pq + j) * s.K + k] = grad_y[(n * s.K + k) * pq + j];
+  constexpr int64_t G = kDirectGroup, kTaskSums = kWeightTaps * G;
+  const int64_t crs = s.C * s.R * s.S, rows = s.N * s.P, groups = s.K / G;
   const int64_t blocks = (s.S + kWeightTaps - 1) / kWeightTaps;  // of taps along a kernel row
-  const int64_t groups = s.K / kDirectGroup, tasks = s.C * s.R * blocks * groups;
-  // Each task's sums, kWeightTaps x 2 vectors, kept in memory between chunks of rows.
-  constexpr int64_t kTaskSums = kWeightTaps * kDirectGroup;
-  float* sums = scratch(kTransposedSlot, tasks * kTaskSums);
-  std::fill_n(sums, tasks * kTaskSums, 0.0f);
-  // Chunks of output rows whose dyT (every task reads all of it) stays in L1.
-  const int64_t chunk_rows = std::max<int64_t>(1, kWeightChunkFloats / (s.Q * s.K));
+  const int64_t tasks = s.C * s.R * blocks, units = std::min(kWeightUnits, rows);
+  // Each work item's sums, tasks x kWeightTaps x 2 vectors.
+  const int64_t item_sums = tasks * kTaskSums;
+  float* partial = scratch(kTransposedSlot, units * groups * item_sums);
+  const int64_t chunk_rows = std::max<int64_t>(1, kWeightChunkFloats / (s.Q * G));
 #pragma omp parallel num_threads(num_threads())
   {
-    for (int64_t row0 = 0; row0 < rows; row0 += chunk_rows) {
-      const int64_t row1 = std::min(rows, row0 + chunk_rows);
-#pragma omp for schedule(static) nowait  // the same tasks to the same thread in every chunk
-      for (int64_t task = 0; task < tasks; ++task) {
-        const int64_t cr = task / (blocks * groups), r = cr % s.R;
-        const int64_t t0 = task / groups % blocks * kWeightTaps;
-        const int64_t tap0 = cr * s.S + t0, k0 = task % groups * kDirectGroup;
-        float* own = sums + task * kTaskSums;
-        const auto run = [&](auto taps) {
-          weight_taps<decltype(taps)::value>(s, batch, dyt, tap0, r, k0, row0, row1, own);
-        };
-        switch (std::min(kWeightTaps, s.S - t0)) {
-          case 1: run(std::integral_constant<int, 1>{}); break;
-          case 2: run(std::integral_constant<int, 2>{}); break;
-          case 3: run(std::integral_constant<int, 3>{}); break;
-          case 4: run(std::integral_constant<int, 4>{}); break;
-          default: run(std::integral_constant<int, 5>{}); break;
+    float* dyt = scratch(kGradSlot, chunk_rows * s.Q * G);
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < units * groups; ++item) {
+      const int64_t unit = item / groups, k0 = item % groups * G;
+      float* sums = partial + item * item_sums;
+      std::fill_n(sums, item_sums, 0.0f);
+      const int64_t last = (unit + 1) * rows / units;
+      for (int64_t row0 = unit * rows / units; row0 < last; row0 += chunk_rows) {
+        const int64_t row1 = std::min(last, row0 + chunk_rows);
+        transpose_output_rows(s, grad_y, k0, row0, row1, dyt);
+        for (int64_t task = 0; task < tasks; ++task) {
+          const int64_t cr = task / blocks, t0 = task % blocks * kWeightTaps;
+          float* own = sums + task * kTaskSums;
+          const auto run = [&](auto taps) {
+            weight_taps<decltype(taps)::value>(s, batch, dyt, cr * s.S + t0, cr % s.R, row0,
+                                               row1, own);
+          };
+          switch (std::min(kWeightTaps, s.S - t0)) {
+            case 1: run(std::integral_constant<int, 1>{}); break;
+            case 2: run(std::integral_constant<int, 2>{}); break;
+            case 3: run(std::integral_constant<int, 3>{}); break;
+            case 4: run(std::integral_constant<int, 4>{}); break;
+            default: run(std::integral_constant<int, 5>{}); break;
+          }
         }
       }
     }
-#pragma omp barrier
+    // The units' sums added in order.
 #pragma omp for schedule(static)
-    for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t cr = task / (blocks * groups), t0 = task / groups % blocks * kWeightTaps;
-      const int64_t tap0 = cr * s.S + t0, k0 = task % groups * kDirectGroup;
-      for (int64_t t = 0; t < std::min(kWeightTaps, s.S - t0); ++t)
-        for (int64_t k = 0; k < kDirectGroup; ++k)
-          grad_weight[(k0 + k) * crs + tap0 + t] = sums[task * kTaskSums + t * kDirectGroup + k];
+    for (int64_t i = 0; i < groups * tasks; ++i) {
+      const int64_t group = i / tasks, task = i % tasks;
+      const int64_t tap0 = task / blocks * s.S + task % blocks * kWeightTaps;
+      for (int64_t t = 0; t < std::min(kWeightTaps, s.S - task % blocks * kWeightTaps); ++t)
+        for (int64_t k = 0; k < G; ++k) {
+          const float* sum = partial + group * item_sums + task * kTaskSums + t * G + k;
+          float total = sum[0];
+          for (int64_t unit = 1; unit < units; ++unit) total += sum[unit * groups * item_sums];
+          grad_weight[(group * G + k) * crs + tap0 + t] = total;
+        }
     }
   }
 }

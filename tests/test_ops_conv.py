@@ -22,6 +22,10 @@ CASES = [
     ((1, 3, 5, 5), (4, 5, 5), 1, 0),  # kernel as large as the input
     ((3, 32, 16, 16), (32, 5, 5), 1, 2),  # CIFAR conv2 shape, batch > thread count
     ((1, 3, 32, 32), (32, 5, 5), 1, 2),  # CIFAR conv1 shape, batch 1
+    ((2, 1, 28, 28), (32, 5, 5), 1, 2),  # Fashion-MNIST conv1 shape
+    ((1, 3, 35, 33), (64, 3, 3), 1, 1),  # VGG conv1_1 on an odd image
+    ((2, 3, 33, 35), (32, 5, 5), 2, 2),  # an input layer with stride 2
+    ((1, 2, 3, 130), (32, 3, 3), 1, (0, 1)),  # an input layer with a single output row
     ((4, 16, 20, 20), (24, 3, 3), 1, 1),
     ((8, 32, 24, 24), (200, 3, 3), 1, 1),  # spans the GEMM's cache blocks in every direction
 ]
@@ -194,28 +198,32 @@ def test_conv2d_random_geometries_match_reference(case):
     ref.assert_close(grad_b, ref_b, terms=n * p * q)
 
 
-def direct_kernel_cases(count, seed):
+def direct_kernel_cases(count, seed, input_layer=False):
     """Seeded random stride-1 geometries for the direct kernels of 32/64 output channels
     (forward, grad_x through the flipped forward, grad_weight): kernel widths 1-7 (the 3- and
     5-wide ones have their own code), rows of at least 8 positions whose length need not be a
     multiple of 8, paddings from 0 to the kernel size less one, and enough taps for the
-    forward's direct kernel (C*R*S >= 256) or not."""
+    forward's direct kernel (C*R*S >= 256) or not. With input_layer, 1-4 input channels
+    (C*R*S <= 100) on images of more than 256 output positions, whose grad_weight sums rows
+    cut into fixed ranges that need not align with images."""
     rng = np.random.default_rng(seed)
     cases = []
     while len(cases) < count:
         k = int(rng.choice([32, 64]))
         r, s = (int(v) for v in rng.integers(1, 8, size=2))
         padding = (int(rng.integers(0, r)), int(rng.integers(0, s)))
-        h = int(rng.integers(max(1, r - 2 * padding[0]), 17))
-        w = int(rng.integers(max(1, 8 + s - 1 - 2 * padding[1]), 21))
-        c = int(rng.integers(1, 40))
+        h = int(rng.integers(max(1, r - 2 * padding[0]), 41 if input_layer else 17))
+        w = int(rng.integers(max(1, 8 + s - 1 - 2 * padding[1]), 49 if input_layer else 21))
+        c = int(rng.integers(1, 5 if input_layer else 40))
         p, q = ref.conv_output_size((h, w), (r, s), 1, padding)
-        if q >= 8 and p * q <= 256:
+        wanted = c * r * s <= 100 and p * q > 256 if input_layer else p * q <= 256
+        if q >= 8 and wanted:
             cases.append(((int(rng.integers(1, 4)), c, h, w), (k, r, s), 1, padding))
     return cases
 
 
-@pytest.mark.parametrize("case", direct_kernel_cases(16, 77), ids=case_id)
+@pytest.mark.parametrize("case", direct_kernel_cases(16, 77) + direct_kernel_cases(12, 78, True),
+                         ids=case_id)
 def test_conv2d_direct_kernels_match_reference(case):
     x, w, b, grad_y, stride, padding = make_case(case, 10)
     ref.assert_close(ops.conv2d(x, w, b, stride, padding), ref.conv2d(x, w, b, stride, padding),
