@@ -25,6 +25,7 @@
 #include <cstring>
 #include <type_traits>
 #include <vector>
+#include <cstdlib>
 
 #include "gemm.h"
 #include "gemm_blocked.h"
@@ -607,12 +608,19 @@ bool direct_grad_weight_pays_off(const Conv2dShape& s) {
          (s.P * s.Q <= 256 || s.C * s.R * s.S <= kMaxInputLayerTaps);
 }
 
-// acc[t] += the products of taps t0 + t (t < kT) over positions [0, Q) of one output row, whose
-// inputs start at x (the row's tap t0) and dyT rows at dy (kDirectGroup floats apart).
+// Accumulator sets of weight_row: with fewer than 4 taps, 2 sets (even and odd positions) keep
+// enough independent sums in flight to cover the latency of the multiply-adds (6 chains for 3
+// taps would leave the FMA units idle a quarter of the time: VGG's 3x3 conv1_1).
+template <int kT>
+constexpr int kWeightSets = kT <= 3 ? 2 : 1;
+
+// acc[set][t] += the products of taps t0 + t (t < kT) over positions [0, Q) of one output row,
+// whose inputs start at x (the row's tap t0) and dyT rows at dy (kDirectGroup floats apart).
 template <int kT>
 inline void weight_row(const float* x, const float* dy, int64_t Q,
-                       vfloat (&acc)[kWeightTaps][2]) {
+                       vfloat (&acc)[2][kWeightTaps][2]) {
   constexpr int64_t G = kDirectGroup;
+  constexpr int kSets = kWeightSets<kT>;
   int64_t q = 0;
   for (; q + kDirectPositions <= Q; q += kDirectPositions) {
     constexpr int kInputs = kDirectPositions + kT - 1;
@@ -622,11 +630,12 @@ inline void weight_row(const float* x, const float* dy, int64_t Q,
 #pragma GCC unroll 8
     for (int i = 0; i < kDirectPositions; ++i) {
       const float* d = dy + (q + i) * G;
-      const vfloat d0 = vload(d), d1 = vload(d + kVecWidth);
+      vfloat d0 = vload(d), d1 = vload(d + kVecWidth);
+      asm("" : "+v"(d0), "+v"(d1));  // one load each (else every multiply-add reloads them)
 #pragma GCC unroll 8
       for (int t = 0; t < kT; ++t) {
-        acc[t][0] += in[i + t] * d0;
-        acc[t][1] += in[i + t] * d1;
+        acc[i % kSets][t][0] += in[i + t] * d0;
+        acc[i % kSets][t][1] += in[i + t] * d1;
       }
     }
   }
@@ -634,8 +643,8 @@ inline void weight_row(const float* x, const float* dy, int64_t Q,
     const vfloat d0 = vload(dy + q * G), d1 = vload(dy + q * G + kVecWidth);
     for (int t = 0; t < kT; ++t) {
       const vfloat xi = vbroadcast(x[q + t]);
-      acc[t][0] += xi * d0;
-      acc[t][1] += xi * d1;
+      acc[0][t][0] += xi * d0;
+      acc[0][t][1] += xi * d1;
     }
   }
 }
@@ -645,9 +654,12 @@ inline void weight_row(const float* x, const float* dy, int64_t Q,
 template <int kT>
 void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dyt, int64_t tap0,
                  int64_t r, int64_t row0, int64_t row1, float* sums) {
-  vfloat acc[kWeightTaps][2];
+  vfloat acc[2][kWeightTaps][2];
   for (int t = 0; t < kT; ++t)
-    for (int v = 0; v < 2; ++v) acc[t][v] = vload(sums + (2 * t + v) * kVecWidth);
+    for (int v = 0; v < 2; ++v) {
+      acc[0][t][v] = vload(sums + (2 * t + v) * kVecWidth);
+      acc[1][t][v] = vfloat{};
+    }
   for (int64_t row = row0; row < row1; ++row) {
     const int64_t n = row / s.P, p = row % s.P, ih = p - s.pad_h + r;
     if (ih < 0 || ih >= s.H) continue;  // the taps read padding only
@@ -655,7 +667,9 @@ void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dy
     weight_row<kT>(x, dyt + (row - row0) * s.Q * kDirectGroup, s.Q, acc);
   }
   for (int t = 0; t < kT; ++t)
-    for (int v = 0; v < 2; ++v) vstore(sums + (2 * t + v) * kVecWidth, acc[t][v]);
+    for (int v = 0; v < 2; ++v)
+      vstore(sums + (2 * t + v) * kVecWidth,
+             kWeightSets<kT> == 2 ? acc[0][t][v] + acc[1][t][v] : acc[0][t][v]);
 }
 
 // dyt[(row - row0) * Q + q][k] = grad_y[n, k0 + k, p, q] for output rows row = (n, p) in
@@ -690,7 +704,8 @@ void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const fl
   // Each work item's sums, tasks x kWeightTaps x 2 vectors.
   const int64_t item_sums = tasks * kTaskSums;
   float* partial = scratch(kTransposedSlot, units * groups * item_sums);
-  const int64_t chunk_rows = std::max<int64_t>(1, kWeightChunkFloats / (s.Q * G));
+  static const int64_t chunk_floats = getenv("FL_CHUNK") ? atoi(getenv("FL_CHUNK")) : kWeightChunkFloats;
+  const int64_t chunk_rows = std::max<int64_t>(1, chunk_floats / (s.Q * G));
 #pragma omp parallel num_threads(num_threads())
   {
     float* dyt = scratch(kGradSlot, chunk_rows * s.Q * G);
