@@ -4,9 +4,9 @@
 // x[n, c, p*stride_h - pad_h + r, q*stride_w - pad_w + t] (zero outside the image):
 //
 // forward:      y (K x N.PQ, NCHW)   = W (K x CRS) . col (CRS x N.PQ) + bias
-// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T: for small images with 32 or 64
-//               output channels a direct kernel, else unpacked dot products along N.PQ for
-//               layers with few output channels, else a packed GEMM
+// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T: with 32 or 64 output channels, for
+//               small images and for input layers (few taps), a direct kernel, else unpacked
+//               dot products along N.PQ for layers with few output channels, else a packed GEMM
 // grad_x:       with stride 1, a forward convolution of dy with the weights flipped and
 //               transposed, padding R-1-pad (negative padding crops); otherwise (and where that
 //               would waste work) dcol = W^T . dy over chunks of images, scattered back by col2im.
@@ -16,16 +16,17 @@
 // with 1-4 output channels (grad_x of RGB input layers) skip the GEMM for a direct kernel on
 // that layout, and so do convolutions with 32 or 64 output channels and at least 256 taps
 // (CIFAR-10's layers, VGG's conv1_2, and their grad_x), with output channels in the vector
-// lanes; grad_weight of such small images likewise. A kernel covering the whole unpadded image is a fully connected layer:
-// plain sgemm calls. Every output element is summed by one thread in a fixed order (grad_bias:
-// in double per channel), so results are bitwise identical from run to run.
+// lanes; grad_weight of such small images and of input layers likewise. A kernel covering the
+// whole unpadded image is a fully connected layer: plain sgemm calls. Every output element is
+// summed in a fixed order whatever the thread count (grad_bias: in double per channel, from
+// float row sums where the direct grad_weight makes it), so results are bitwise identical from
+// run to run.
 #include "conv.h"
 
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <vector>
-#include <cstdlib>
 
 #include "gemm.h"
 #include "gemm_blocked.h"
@@ -673,9 +674,10 @@ void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dy
 }
 
 // dyt[(row - row0) * Q + q][k] = grad_y[n, k0 + k, p, q] for output rows row = (n, p) in
-// [row0, row1) and k < kDirectGroup.
+// [row0, row1) and k < kDirectGroup; with bias_sums, each row's sum per channel (in float along
+// the row, in two chains) is added to bias_sums[k] in double.
 void transpose_output_rows(const Conv2dShape& s, const float* grad_y, int64_t k0, int64_t row0,
-                           int64_t row1, float* dyt) {
+                           int64_t row1, float* dyt, double* bias_sums) {
   constexpr int64_t G = kDirectGroup;
   const int64_t pq = s.P * s.Q;
   for (int64_t row = row0; row < row1; ++row) {
@@ -692,11 +694,25 @@ void transpose_output_rows(const Conv2dShape& s, const float* grad_y, int64_t k0
 #endif
     for (int64_t q = q0; q < s.Q; ++q)
       for (int64_t k = 0; k < G; ++k) dst[q * G + k] = src[k * pq + q];
+    if (!bias_sums) continue;
+    vfloat even[2] = {}, odd[2] = {};
+    int64_t q = 0;
+    for (; q + 2 <= s.Q; q += 2)
+      for (int v = 0; v < 2; ++v) {
+        even[v] += vload(dst + q * G + v * kVecWidth);
+        odd[v] += vload(dst + (q + 1) * G + v * kVecWidth);
+      }
+    if (q < s.Q)
+      for (int v = 0; v < 2; ++v) even[v] += vload(dst + q * G + v * kVecWidth);
+    alignas(64) float row_sum[G];
+    for (int v = 0; v < 2; ++v) vstore(row_sum + v * kVecWidth, even[v] + odd[v]);
+    for (int64_t k = 0; k < G; ++k) bias_sums[k] += row_sum[k];
   }
 }
 
+// grad_bias (when not null) comes with it: the transposes read every dy anyway.
 void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const float* grad_y,
-                        float* grad_weight) {
+                        float* grad_weight, float* grad_bias) {
   constexpr int64_t G = kDirectGroup, kTaskSums = kWeightTaps * G;
   const int64_t crs = s.C * s.R * s.S, rows = s.N * s.P, groups = s.K / G;
   const int64_t blocks = (s.S + kWeightTaps - 1) / kWeightTaps;  // of taps along a kernel row
@@ -704,8 +720,8 @@ void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const fl
   // Each work item's sums, tasks x kWeightTaps x 2 vectors.
   const int64_t item_sums = tasks * kTaskSums;
   float* partial = scratch(kTransposedSlot, units * groups * item_sums);
-  static const int64_t chunk_floats = getenv("FL_CHUNK") ? atoi(getenv("FL_CHUNK")) : kWeightChunkFloats;
-  const int64_t chunk_rows = std::max<int64_t>(1, chunk_floats / (s.Q * G));
+  const int64_t chunk_rows = std::max<int64_t>(1, kWeightChunkFloats / (s.Q * G));
+  std::vector<double> bias_partial(grad_bias ? units * s.K : 0);  // [unit][k]
 #pragma omp parallel num_threads(num_threads())
   {
     float* dyt = scratch(kGradSlot, chunk_rows * s.Q * G);
@@ -717,7 +733,8 @@ void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const fl
       const int64_t last = (unit + 1) * rows / units;
       for (int64_t row0 = unit * rows / units; row0 < last; row0 += chunk_rows) {
         const int64_t row1 = std::min(last, row0 + chunk_rows);
-        transpose_output_rows(s, grad_y, k0, row0, row1, dyt);
+        transpose_output_rows(s, grad_y, k0, row0, row1, dyt,
+                              grad_bias ? bias_partial.data() + unit * s.K + k0 : nullptr);
         for (int64_t task = 0; task < tasks; ++task) {
           const int64_t cr = task / blocks, t0 = task % blocks * kWeightTaps;
           float* own = sums + task * kTaskSums;
@@ -749,6 +766,12 @@ void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const fl
         }
     }
   }
+  if (grad_bias)
+    for (int64_t k = 0; k < s.K; ++k) {
+      double total = 0.0;
+      for (int64_t unit = 0; unit < units; ++unit) total += bias_partial[unit * s.K + k];
+      grad_bias[k] = static_cast<float>(total);
+    }
 }
 
 void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
@@ -886,6 +909,8 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     if (grad_bias) std::fill(grad_bias, grad_bias + s.K, 0.0f);
     return;
   }
+  // The direct grad_weight sums grad_bias too (the separate pass over grad_y below otherwise).
+  const bool direct_weight = grad_weight && s.C > 0 && direct_grad_weight_pays_off(s);
   if (s.K == 0 || s.C == 0) {  // nothing flows between x and y: grad_x is zero, grad_weight empty
     if (grad_x) std::fill_n(grad_x, s.N * s.C * s.H * s.W, 0.0f);
   } else if (whole_image(s)) {
@@ -904,8 +929,8 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     }
     // The dot form pays where few output channels leave the packed GEMM's transposing packs
     // poorly amortised; it needs long enough rows to fill its vectors.
-    if (grad_weight && direct_grad_weight_pays_off(s))
-      direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight);
+    if (direct_weight)
+      direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight, grad_bias);
     else if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
              s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
       grad_weight_dot(s, PaddedBatch(s, x), grad_y, grad_weight);
@@ -917,7 +942,7 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
       blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y}, ImageColumnsT{s, x}, 0.0f,
                     blocked::MatrixC{grad_weight, crs}, nullptr, num_threads());
   }
-  if (grad_bias) {
+  if (grad_bias && !direct_weight) {
 #pragma omp parallel for schedule(static) num_threads(num_threads())
     for (int64_t k = 0; k < s.K; ++k) {
       // 16 interleaved double sums (one long chain would wait on every add), combined in order.
