@@ -135,14 +135,19 @@ void bench_pool() {
     // Pooling is memory-bound: report bytes moved (read x, write y) as "GB/s" in the GFLOP column.
     const double bytes = 4.0 * (x.size() + y.size());
     report("max_pool2d forward", c.name,
-           best_seconds([&] { ds::cpu::max_pool2d_forward(s, x.data(), y.data()); }), bytes);
+           best_seconds([&] { ds::cpu::max_pool2d_forward(s, false, x.data(), y.data()); }),
+           bytes);
     report("max_pool2d backward", c.name,
-           best_seconds([&] { ds::cpu::max_pool2d_backward(s, dy.data(), x.data(), dx.data()); }),
+           best_seconds(
+               [&] { ds::cpu::max_pool2d_backward(s, false, dy.data(), x.data(), dx.data()); }),
            bytes + 4.0 * x.size());
     report("avg_pool2d forward", c.name,
-           best_seconds([&] { ds::cpu::avg_pool2d_forward(s, true, x.data(), y.data()); }), bytes);
+           best_seconds([&] { ds::cpu::avg_pool2d_forward(s, true, false, x.data(), y.data()); }),
+           bytes);
     report("avg_pool2d backward", c.name,
-           best_seconds([&] { ds::cpu::avg_pool2d_backward(s, true, dy.data(), dx.data()); }), bytes);
+           best_seconds(
+               [&] { ds::cpu::avg_pool2d_backward(s, true, dy.data(), nullptr, dx.data()); }),
+           bytes);
   }
   std::printf("(pooling rows show GB/s of x and y traffic, not GFLOP/s)\n");
 }

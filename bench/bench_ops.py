@@ -105,7 +105,9 @@ def torch_conv_backward(gy, x, w, pad, mask):
 
 
 def pool_cases(rng, quick):
-    shapes = [("3x3/2 ceil (100,32,32,32)", (100, 32, 32, 32), 3, 2, True),
+    shapes = [("3x3/2 ceil (100,32,32,32)", (100, 32, 32, 32), 3, 2, True),  # CIFAR pool1
+              ("3x3/2 ceil (100,32,16,16)", (100, 32, 16, 16), 3, 2, True),  # pool2
+              ("3x3/2 ceil (100,64,8,8)", (100, 64, 8, 8), 3, 2, True),  # pool3
               ("2x2/2 (1,64,256,256)", (1, 64, 256, 256), 2, 2, False),
               ("2x2/2 (1,512,32,32)", (1, 512, 32, 32), 2, 2, False)]
     for name, shape, k, s, ceil in shapes:

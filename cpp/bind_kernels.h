@@ -136,45 +136,52 @@ void bind_kernels(py::module_& m) {
   }, py::arg("grad_y"), py::arg("x"), py::arg("weight"), py::arg("grad_x"), py::arg("grad_weight"),
         py::arg("grad_bias"), py::arg("geometry"), py::arg("algo") = 0);
 
-  m.def("max_pool2d_forward", [](py::handle x, py::handle y, const Pool2dShape& s) {
+  // relu_after / relu_before / relu_x: a ReLU fused with the pooling (pool.h).
+  m.def("max_pool2d_forward", [](py::handle x, py::handle y, const Pool2dShape& s,
+                                 bool relu_after) {
     check_geometry(pool_geometry_error(s));
     const float* xp = B::template in<float>(x, s.N * s.C * s.H * s.W, "x");
     float* yp = B::template out<float>(y, s.N * s.C * s.P * s.Q, "y");
     B::prepare();
     py::gil_scoped_release release;
-    B::max_pool2d_forward(s, xp, yp);
-  });
+    B::max_pool2d_forward(s, relu_after, xp, yp);
+  }, py::arg("x"), py::arg("y"), py::arg("geometry"), py::arg("relu_after") = false);
 
   m.def("max_pool2d_backward", [](py::handle grad_y, py::handle x, py::handle grad_x,
-                                  const Pool2dShape& s) {
+                                  const Pool2dShape& s, bool relu_after) {
     check_geometry(pool_geometry_error(s));
     const float* gyp = B::template in<float>(grad_y, s.N * s.C * s.P * s.Q, "grad_y");
     const float* xp = B::template in<float>(x, s.N * s.C * s.H * s.W, "x");
     float* gxp = B::template out<float>(grad_x, s.N * s.C * s.H * s.W, "grad_x");
     B::prepare();
     py::gil_scoped_release release;
-    B::max_pool2d_backward(s, gyp, xp, gxp);
-  });
+    B::max_pool2d_backward(s, relu_after, gyp, xp, gxp);
+  }, py::arg("grad_y"), py::arg("x"), py::arg("grad_x"), py::arg("geometry"),
+        py::arg("relu_after") = false);
 
   m.def("avg_pool2d_forward", [](py::handle x, py::handle y, const Pool2dShape& s,
-                                 bool count_include_pad) {
+                                 bool count_include_pad, bool relu_before) {
     check_geometry(pool_geometry_error(s));
     const float* xp = B::template in<float>(x, s.N * s.C * s.H * s.W, "x");
     float* yp = B::template out<float>(y, s.N * s.C * s.P * s.Q, "y");
     B::prepare();
     py::gil_scoped_release release;
-    B::avg_pool2d_forward(s, count_include_pad, xp, yp);
-  });
+    B::avg_pool2d_forward(s, count_include_pad, relu_before, xp, yp);
+  }, py::arg("x"), py::arg("y"), py::arg("geometry"), py::arg("count_include_pad"),
+        py::arg("relu_before") = false);
 
   m.def("avg_pool2d_backward", [](py::handle grad_y, py::handle grad_x, const Pool2dShape& s,
-                                  bool count_include_pad) {
+                                  bool count_include_pad, py::handle relu_x) {
     check_geometry(pool_geometry_error(s));
     const float* gyp = B::template in<float>(grad_y, s.N * s.C * s.P * s.Q, "grad_y");
+    const float* rxp =
+        relu_x.is_none() ? nullptr : B::template in<float>(relu_x, s.N * s.C * s.H * s.W, "x");
     float* gxp = B::template out<float>(grad_x, s.N * s.C * s.H * s.W, "grad_x");
     B::prepare();
     py::gil_scoped_release release;
-    B::avg_pool2d_backward(s, count_include_pad, gyp, gxp);
-  });
+    B::avg_pool2d_backward(s, count_include_pad, gyp, rxp, gxp);
+  }, py::arg("grad_y"), py::arg("grad_x"), py::arg("geometry"), py::arg("count_include_pad"),
+        py::arg("relu_x") = py::none());
 
   m.def("gram_forward", [](py::handle x, py::handle g, int64_t N, int64_t C, int64_t HW) {
     if (N < 0 || C < 0 || HW < 1) throw py::value_error("gram: bad sizes");

@@ -29,7 +29,7 @@ struct CpuBackend : ds::bind::HostBuffers {
 // scatters through them; CPU only, so outside the shared table.
 void bind_max_pool_indices(py::module_& m) {
   m.def("max_pool2d_forward_indices", [](py::handle x, py::handle y, py::handle indices,
-                                         const ds::Pool2dShape& s) {
+                                         const ds::Pool2dShape& s, bool relu_after) {
     ds::bind::check_geometry(ds::pool_geometry_error(s));
     if (s.H * s.W >= (int64_t{1} << 31))
       throw py::value_error("max_pool2d: return_indices needs planes of fewer than 2^31 cells");
@@ -37,25 +37,30 @@ void bind_max_pool_indices(py::module_& m) {
     float* yp = CpuBackend::out<float>(y, s.N * s.C * s.P * s.Q, "y");
     int32_t* ip = CpuBackend::out<int32_t>(indices, s.N * s.C * s.P * s.Q, "indices");
     py::gil_scoped_release release;
-    ds::cpu::max_pool2d_forward_indices(s, xp, yp, ip);
-  });
+    ds::cpu::max_pool2d_forward_indices(s, relu_after, xp, yp, ip);
+  }, py::arg("x"), py::arg("y"), py::arg("indices"), py::arg("geometry"),
+        py::arg("relu_after") = false);
   m.def("max_pool2d_backward_indices", [](py::handle grad_y, py::handle indices,
-                                          py::handle grad_x, const ds::Pool2dShape& s) {
+                                          py::handle grad_x, const ds::Pool2dShape& s,
+                                          py::handle relu_y) {
     ds::bind::check_geometry(ds::pool_geometry_error(s));
     const float* gyp = CpuBackend::in<float>(grad_y, s.N * s.C * s.P * s.Q, "grad_y");
     const int32_t* ip = CpuBackend::in<int32_t>(indices, s.N * s.C * s.P * s.Q, "indices");
+    const float* ryp =
+        relu_y.is_none() ? nullptr : CpuBackend::in<float>(relu_y, s.N * s.C * s.P * s.Q, "y");
     float* gxp = CpuBackend::out<float>(grad_x, s.N * s.C * s.H * s.W, "grad_x");
     bool valid;
     {
       py::gil_scoped_release release;
-      valid = ds::cpu::max_pool2d_backward_indices(s, gyp, ip, gxp);
+      valid = ds::cpu::max_pool2d_backward_indices(s, gyp, ip, ryp, gxp);
     }
     if (!valid)
       throw py::value_error(
           "indices: expected the argmax of each window, as max_pool2d(..., "
           "return_indices=True) returns them, got an index outside the input plane or its "
           "window");
-  });
+  }, py::arg("grad_y"), py::arg("indices"), py::arg("grad_x"), py::arg("geometry"),
+        py::arg("relu_y") = py::none());
 }
 
 // ops.gemm's common call in one step: a new C = alpha op(a) op(b) for 2-D C-contiguous float32

@@ -1,4 +1,5 @@
-// Pooling over (N*C) independent planes, split across threads by plane. The window of every
+// Pooling over (N*C) independent planes, split across threads by plane; planes of up to 32x32
+// cells mostly go to the plane-lane kernels of pool_lanes.cpp instead. The window of every
 // output row and column, clipped to the input, is computed once per call. Max pooling and the
 // average forward work one output row at a time on SIMD vectors of adjacent output cells: the
 // plane is first copied into a buffer whose rows are padded with the identity (-inf or 0), so
@@ -7,9 +8,12 @@
 // compile-time constants. The max backward finds each window's maximum again the same way; when
 // windows do not overlap (stride >= kernel, VGG's 2x2/2) it writes every row of grad_x once,
 // whole vectors of gradient-or-zero, else it zeroes grad_x and adds cell by cell; the average
-// backward adds whole rows (its windows are separable). With indices (max_pool2d_forward_indices records each window's argmax as
-// it finds it), the max backward is a scatter: for VGG's 2x2/2 windows tiling the input, two
-// whole rows of grad_x per output row, gradient or zero, else zeroing and adding cell by cell.
+// backward adds whole rows (its windows are separable). With indices (max_pool2d_forward_indices
+// records each window's argmax as it finds it), the max backward is a scatter: for VGG's 2x2/2
+// windows tiling the input, two whole rows of grad_x per output row, gradient or zero, else
+// zeroing and adding cell by cell. A fused ReLU is applied as the plane is read (before an
+// average) or as the maximum is stored (after a max), and its backward as grad_x is written or
+// as the gradient is routed.
 // Max pooling follows PyTorch's CPU kernel exactly: a value replaces the running maximum when it
 // is larger or NaN (so the last NaN wins), starting from -inf at the window's first in-bounds
 // cell; padding is never chosen.
@@ -23,26 +27,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "pool_lanes.h"
+#include "pool_windows.h"
 #include "simd.h"
 #include "threads.h"
 
 namespace ds::cpu {
 namespace {
-
-// [lo, hi): the input cells under output cell i along one axis; padded: the window's length
-// clipped to the padded input (avg pooling's count_include_pad divisor).
-struct Span {
-  int64_t lo, hi, padded;
-};
-
-std::vector<Span> spans(int64_t out, int64_t in, int64_t kernel, int64_t stride, int64_t pad) {
-  std::vector<Span> result(out);
-  for (int64_t i = 0; i < out; ++i) {
-    const int64_t start = i * stride - pad, end = std::min(start + kernel, in + pad);
-    result[i] = {std::max<int64_t>(start, 0), std::min(end, in), end - start};
-  }
-  return result;
-}
 
 struct Windows {
   std::vector<Span> rows, cols;
@@ -66,11 +57,6 @@ inline int64_t argmax(const float* plane, int64_t W, const Span& rows, const Spa
       if (v > best_val || v != v) best_val = v, best = h * W + w;
     }
   return best;
-}
-
-inline int64_t divisor(const Span& rows, const Span& cols, bool count_include_pad) {
-  return count_include_pad ? rows.padded * cols.padded
-                           : (rows.hi - rows.lo) * (cols.hi - cols.lo);
 }
 
 // Runs body(state, in_plane_offset, out_plane_offset) for every plane, planes split across
@@ -117,7 +103,8 @@ bool vector_layout_fits(const Pool2dShape& s) {
 
 // The scalar path of vector_layout_fits: max or average (sum, then the divisor) of every
 // window, summing in the vector path's order (rows, then columns: bitwise the same result).
-void pool_forward_by_cell(const Pool2dShape& s, bool is_max, bool count_include_pad,
+// relu: the ReLU of the maximum, or the average of the ReLU of the input.
+void pool_forward_by_cell(const Pool2dShape& s, bool is_max, bool count_include_pad, bool relu,
                           const float* x, float* y) {
   const Windows win(s);
   for_each_plane(s, [] { return 0; }, [&](int, int64_t in_off, int64_t out_off) {
@@ -129,10 +116,12 @@ void pool_forward_by_cell(const Pool2dShape& s, bool is_max, bool count_include_
         if (is_max) {
           const int64_t at = argmax(plane, s.W, rows, cols);
           value = at < 0 ? -std::numeric_limits<float>::infinity() : plane[at];
+          if (relu) value = ds::cpu::relu(value);
         } else {
           float sum = 0.0f;
           for (int64_t h = rows.lo; h < rows.hi; ++h)
-            for (int64_t w = cols.lo; w < cols.hi; ++w) sum += plane[h * s.W + w];
+            for (int64_t w = cols.lo; w < cols.hi; ++w)
+              sum += relu ? ds::cpu::relu(plane[h * s.W + w]) : plane[h * s.W + w];
           const int64_t d = divisor(rows, cols, count_include_pad);
           value = d > 0 ? sum / (float)d : 0.0f;
         }
@@ -165,13 +154,19 @@ class PaddedPlane {
       : s_(s),
         stride_(s.pad_w + s.W + (s.Q + 2 * kVecWidth) * s.stride_w + s.kernel_w),
         buf_(s.H * stride_, fill) {}
-  void load(const float* plane) {
+  // relu_in: the plane's ReLU (avg pooling of a ReLU's output without that output).
+  void load(const float* plane, bool relu_in = false) {
     for (int64_t h = 0; h < s_.H; ++h) {  // short rows: an inline loop beats memcpy's call
       float* dst = &buf_[h * stride_ + s_.pad_w];
       const float* src = plane + h * s_.W;
       int64_t w = 0;
-      for (; w + kVecWidth <= s_.W; w += kVecWidth) vstore(dst + w, vload(src + w));
-      for (; w < s_.W; ++w) dst[w] = src[w];
+      if (relu_in) {
+        for (; w + kVecWidth <= s_.W; w += kVecWidth) vstore(dst + w, relu(vload(src + w)));
+        for (; w < s_.W; ++w) dst[w] = relu(src[w]);
+      } else {
+        for (; w + kVecWidth <= s_.W; w += kVecWidth) vstore(dst + w, vload(src + w));
+        for (; w < s_.W; ++w) dst[w] = src[w];
+      }
     }
   }
   const float* row(int64_t h) const { return &buf_[h * stride_]; }
@@ -238,7 +233,7 @@ inline void window_max(const Pool2dShape& s, const Windows& win, const PaddedPla
 // cell's maximum goes to argmax_out when it is not null.
 template <int KW, int SW>
 void max_pool_row(const Pool2dShape& s, const Windows& win, const PaddedPlane& plane, int64_t p,
-                  float* max_out, int32_t* argmax_out) {
+                  bool relu_after, float* max_out, int32_t* argmax_out) {
   for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
     vfloat best;
     vint best_at;
@@ -246,6 +241,7 @@ void max_pool_row(const Pool2dShape& s, const Windows& win, const PaddedPlane& p
       window_max<KW, SW, true>(s, win, plane, p, q0, best, best_at);
     else
       window_max<KW, SW, false>(s, win, plane, p, q0, best, best_at);
+    if (relu_after) best = relu(best);
     if (max_out) store_lanes(max_out + q0, best, std::min<int64_t>(kVecWidth, s.Q - q0));
     if (argmax_out) std::memcpy(argmax_out + q0, &best_at, sizeof(best_at));
   }
@@ -258,8 +254,8 @@ void max_pool_row(const Pool2dShape& s, const Windows& win, const PaddedPlane& p
 // holds the row's Q gradients followed by zeros, so lanes past Q store zeros.
 template <int KW, int SW>
 void max_pool_row_backward_disjoint(const Pool2dShape& s, const Windows& win,
-                                    const PaddedPlane& plane, int64_t p, const float* gy,
-                                    float* out, int64_t out_stride) {
+                                    const PaddedPlane& plane, int64_t p, bool relu_after,
+                                    const float* gy, float* out, int64_t out_stride) {
   const Span& rows = win.rows[p];
   vint lane;
   for (int i = 0; i < kVecWidth; ++i) lane[i] = i * s.stride_w;
@@ -268,7 +264,7 @@ void max_pool_row_backward_disjoint(const Pool2dShape& s, const Windows& win,
     vfloat best;
     vint best_at;
     window_max<KW, SW, true>(s, win, plane, p, q0, best, best_at);
-    const vfloat g = vload(gy + q0);
+    const vfloat g = relu_after ? (best > 0 ? vload(gy + q0) : zero) : vload(gy + q0);
     for (int64_t h = rows.lo; h < rows.hi; ++h) {
       float* o = out + (h - rows.lo) * out_stride + q0 * s.stride_w;
       const vint at = lane + (int32_t)(h * s.W + q0 * s.stride_w - s.pad_w);
@@ -290,21 +286,25 @@ void max_pool_row_backward_disjoint(const Pool2dShape& s, const Windows& win,
 }
 }  // namespace
 
-void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
-  if (!vector_layout_fits(s)) return pool_forward_by_cell(s, true, false, x, y);
+void max_pool2d_forward(const Pool2dShape& s, bool relu_after, const float* x, float* y) {
+  if (lanes::suits(s, lanes::Kernel::kMaxForward))
+    return lanes::max_forward(s, relu_after, x, y, nullptr);
+  if (!vector_layout_fits(s)) return pool_forward_by_cell(s, true, false, relu_after, x, y);
   const Windows win(s);
   const auto plane = [&] { return PaddedPlane(s, -std::numeric_limits<float>::infinity()); };
   with_window_width(s, [&](auto kw, auto sw) {
     for_each_plane(s, plane, [&](PaddedPlane& in, int64_t in_off, int64_t out_off) {
       in.load(x + in_off);
       for (int64_t p = 0; p < s.P; ++p)
-        max_pool_row<kw(), sw()>(s, win, in, p, y + out_off + p * s.Q, nullptr);
+        max_pool_row<kw(), sw()>(s, win, in, p, relu_after, y + out_off + p * s.Q, nullptr);
     });
   });
 }
 
-void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float* x,
-                         float* grad_x) {
+void max_pool2d_backward(const Pool2dShape& s, bool relu_after, const float* grad_y,
+                         const float* x, float* grad_x) {
+  if (lanes::suits(s, lanes::Kernel::kMaxBackward))
+    return lanes::max_backward(s, relu_after, grad_y, x, grad_x);
   const Windows win(s);
   if (!vector_layout_fits(s)) {  // each window's gradient to its maximum, found cell by cell
     for_each_plane(s, [] { return 0; }, [&](int, int64_t in_off, int64_t out_off) {
@@ -313,7 +313,8 @@ void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float*
       for (int64_t p = 0; p < s.P; ++p)
         for (int64_t q = 0; q < s.Q; ++q) {
           const int64_t at = argmax(x + in_off, s.W, win.rows[p], win.cols[q]);
-          if (at >= 0) gx[at] += grad_y[out_off + p * s.Q + q];
+          if (at >= 0 && (!relu_after || x[in_off + at] > 0))
+            gx[at] += grad_y[out_off + p * s.Q + q];
         }
     });
     return;
@@ -343,8 +344,8 @@ void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float*
           const Span& rows = win.rows[p];
           if (rows.lo >= rows.hi) continue;
           std::memcpy(sc.gy.data(), grad_y + out_off + p * s.Q, sizeof(float) * s.Q);
-          max_pool_row_backward_disjoint<kw(), sw()>(s, win, sc.in, p, sc.gy.data(),
-                                                     sc.out.data(), out_stride);
+          max_pool_row_backward_disjoint<kw(), sw()>(s, win, sc.in, p, relu_after,
+                                                     sc.gy.data(), sc.out.data(), out_stride);
           for (int64_t h = rows.lo; h < rows.hi; ++h) {
             const float* src = sc.out.data() + (h - rows.lo) * out_stride + s.pad_w;
             float* dst = gx + h * s.W;
@@ -372,28 +373,34 @@ void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float*
     for_each_plane(s, scratch, [&](Scratch& sc, int64_t in_off, int64_t out_off) {
       const float* gy = grad_y + out_off;
       float* gx = grad_x + in_off;
-      sc.in.load(x + in_off);
+      const float* in = x + in_off;
+      sc.in.load(in);
       std::memset(gx, 0, sizeof(float) * s.H * s.W);
       for (int64_t p = 0; p < s.P; ++p) {
-        max_pool_row<kw(), sw()>(s, win, sc.in, p, nullptr, sc.argmax.data());
+        max_pool_row<kw(), sw()>(s, win, sc.in, p, false, nullptr, sc.argmax.data());
         if (win.rows[p].lo >= win.rows[p].hi) continue;
-        if (no_empty_cols) {
+        if (no_empty_cols && !relu_after) {
           for (int64_t q = 0; q < s.Q; ++q) gx[sc.argmax[q]] += gy[p * s.Q + q];
         } else {
           for (int64_t q = 0; q < s.Q; ++q)
-            if (win.cols[q].lo < win.cols[q].hi) gx[sc.argmax[q]] += gy[p * s.Q + q];
+            if (win.cols[q].lo < win.cols[q].hi && (!relu_after || in[sc.argmax[q]] > 0))
+              gx[sc.argmax[q]] += gy[p * s.Q + q];
         }
       }
     });
   });
 }
 
-void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const float* x, float* y) {
-  if (!vector_layout_fits(s)) return pool_forward_by_cell(s, false, count_include_pad, x, y);
+void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, bool relu_before,
+                        const float* x, float* y) {
+  if (lanes::suits(s, lanes::Kernel::kAverage))
+    return lanes::avg_forward(s, count_include_pad, relu_before, x, y);
+  if (!vector_layout_fits(s))
+    return pool_forward_by_cell(s, false, count_include_pad, relu_before, x, y);
   const Windows win(s);
   const auto plane = [&] { return PaddedPlane(s, 0.0f); };
   for_each_plane(s, plane, [&](PaddedPlane& in, int64_t in_off, int64_t out_off) {
-    in.load(x + in_off);
+    in.load(x + in_off, relu_before);
     for (int64_t p = 0; p < s.P; ++p) {
       const Span& rows = win.rows[p];
       for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
@@ -418,7 +425,9 @@ void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const floa
 // (divided by their windows' sizes) are first spread along one row buffer, which is then added to
 // every input row under the window: whole-vector adds instead of one scalar add per window cell.
 void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_y,
-                         float* grad_x) {
+                         const float* relu_x, float* grad_x) {
+  if (lanes::suits(s, lanes::Kernel::kAverage))
+    return lanes::avg_backward(s, count_include_pad, grad_y, relu_x, grad_x);
   const Windows win(s);
   const auto row_buffer = [&] { return std::vector<float>(s.W); };
   for_each_plane(s, row_buffer, [&](std::vector<float>& spread, int64_t in_off, int64_t out_off) {
@@ -444,18 +453,28 @@ void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const flo
         for (; w < s.W; ++w) dst[w] += spread[w];
       }
     }
+    if (relu_x) {  // ReLU's backward, while the plane is in cache
+      const float* mask = relu_x + in_off;
+      int64_t i = 0;
+      for (; i + kVecWidth <= s.H * s.W; i += kVecWidth)
+        vstore(gx + i, vload(mask + i) > 0 ? vload(gx + i) : vfloat{});
+      for (; i < s.H * s.W; ++i) gx[i] = mask[i] > 0 ? gx[i] : 0.0f;
+    }
   });
 }
 
-void max_pool2d_forward_indices(const Pool2dShape& s, const float* x, float* y, int32_t* indices) {
+void max_pool2d_forward_indices(const Pool2dShape& s, bool relu_after, const float* x, float* y,
+                                int32_t* indices) {
+  if (lanes::suits(s, lanes::Kernel::kMaxForward))
+    return lanes::max_forward(s, relu_after, x, y, indices);
   const Windows win(s);
   if (!vector_layout_fits(s)) {
     for_each_plane(s, [] { return 0; }, [&](int, int64_t in_off, int64_t out_off) {
       for (int64_t p = 0; p < s.P; ++p)
         for (int64_t q = 0; q < s.Q; ++q) {
           const int64_t at = argmax(x + in_off, s.W, win.rows[p], win.cols[q]);
-          y[out_off + p * s.Q + q] = at < 0 ? -std::numeric_limits<float>::infinity()
-                                            : x[in_off + at];
+          const float max = at < 0 ? -std::numeric_limits<float>::infinity() : x[in_off + at];
+          y[out_off + p * s.Q + q] = relu_after ? relu(max) : max;
           indices[out_off + p * s.Q + q] = (int32_t)at;
         }
     });
@@ -473,7 +492,8 @@ void max_pool2d_forward_indices(const Pool2dShape& s, const float* x, float* y, 
     for_each_plane(s, scratch, [&](Scratch& sc, int64_t in_off, int64_t out_off) {
       sc.in.load(x + in_off);
       for (int64_t p = 0; p < s.P; ++p) {
-        max_pool_row<kw(), sw()>(s, win, sc.in, p, y + out_off + p * s.Q, sc.argmax.data());
+        max_pool_row<kw(), sw()>(s, win, sc.in, p, relu_after, y + out_off + p * s.Q,
+                                 sc.argmax.data());
         std::memcpy(indices + out_off + p * s.Q, sc.argmax.data(), sizeof(int32_t) * s.Q);
       }
     });
@@ -529,8 +549,8 @@ bool max_pool_backward_2x2(const Pool2dShape& s, const float* gy, const int32_t*
 }  // namespace
 
 bool max_pool2d_backward_indices(const Pool2dShape& s, const float* grad_y, const int32_t* indices,
-                                 float* grad_x) {
-  const bool tiled_2x2 = s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 &&
+                                 const float* relu_y, float* grad_x) {
+  const bool tiled_2x2 = !relu_y && s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 &&
                          s.stride_w == 2 && s.pad_h == 0 && s.pad_w == 0 && s.H == 2 * s.P &&
                          s.W == 2 * s.Q;
   const int64_t planes = s.N * s.C, plane = s.H * s.W, out_plane = s.P * s.Q;
@@ -540,6 +560,7 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const float* grad_y, cons
   for (int64_t c = 0; c < planes; ++c) {
     const float* gy = grad_y + c * out_plane;
     const int32_t* idx = indices + c * out_plane;
+    const float* y = relu_y ? relu_y + c * out_plane : nullptr;
     float* gx = grad_x + c * plane;
     if (tiled_2x2) {
       invalid |= !max_pool_backward_2x2(s, gy, idx, gx);
@@ -552,7 +573,7 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const float* grad_y, cons
         invalid = 1;
         continue;
       }
-      gx[at] += gy[i];
+      gx[at] += !y || y[i] > 0 ? gy[i] : 0.0f;
     }
   }
   return !invalid;

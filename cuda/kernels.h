@@ -23,12 +23,13 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
                      const float* weight, float* grad_x, float* grad_weight, float* grad_bias,
                      ConvAlgo algo = ConvAlgo::kAuto);
 
-void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y);
-void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float* x,
-                         float* grad_x);
-void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const float* x, float* y);
+void max_pool2d_forward(const Pool2dShape& s, bool relu_after, const float* x, float* y);
+void max_pool2d_backward(const Pool2dShape& s, bool relu_after, const float* grad_y,
+                         const float* x, float* grad_x);
+void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, bool relu_before,
+                        const float* x, float* y);
 void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_y,
-                         float* grad_x);
+                         const float* relu_x, float* grad_x);
 
 void gram_forward(int64_t N, int64_t C, int64_t HW, const float* x, float* g);
 void gram_backward(int64_t N, int64_t C, int64_t HW, const float* grad_g, const float* x,

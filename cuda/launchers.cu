@@ -54,27 +54,27 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
            dim3(kBlock), s, grad_y, grad_bias);
 }
 
-void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
+void max_pool2d_forward(const Pool2dShape& s, bool relu_after, const float* x, float* y) {
   launch("max_pool2d_forward", pool_forward, dim3(elementwise_blocks(s.N * s.C * s.P * s.Q)),
-         dim3(kBlock), s, true, false, x, y);
+         dim3(kBlock), s, true, false, relu_after, x, y);
 }
 
-void max_pool2d_backward(const Pool2dShape& s, const float* grad_y, const float* x,
-                         float* grad_x) {
+void max_pool2d_backward(const Pool2dShape& s, bool relu_after, const float* grad_y,
+                         const float* x, float* grad_x) {
   launch("max_pool2d_backward", pool_backward, dim3(elementwise_blocks(s.N * s.C * s.H * s.W)),
-         dim3(kBlock), s, false, grad_y, x, grad_x);
+         dim3(kBlock), s, true, false, relu_after, grad_y, x, grad_x);
 }
 
-void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, const float* x, float* y) {
+void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, bool relu_before,
+                        const float* x, float* y) {
   launch("avg_pool2d_forward", pool_forward, dim3(elementwise_blocks(s.N * s.C * s.P * s.Q)),
-         dim3(kBlock), s, false, count_include_pad, x, y);
+         dim3(kBlock), s, false, count_include_pad, relu_before, x, y);
 }
 
 void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_y,
-                         float* grad_x) {
+                         const float* relu_x, float* grad_x) {
   launch("avg_pool2d_backward", pool_backward, dim3(elementwise_blocks(s.N * s.C * s.H * s.W)),
-         dim3(kBlock), s, count_include_pad, grad_y, static_cast<const float*>(nullptr),
-         grad_x);
+         dim3(kBlock), s, false, count_include_pad, relu_x != nullptr, grad_y, relu_x, grad_x);
 }
 
 void gram_forward(int64_t N, int64_t C, int64_t HW, const float* x, float* g) {

@@ -37,8 +37,12 @@ __device__ inline int64_t divisor(Span rows, Span cols, bool count_include_pad) 
   return count_include_pad ? rows.padded * cols.padded : (rows.hi - rows.lo) * (cols.hi - cols.lo);
 }
 
-__global__ void pool_forward(Pool2dShape s, bool is_max, bool count_include_pad, const float* x,
-                             float* y) {
+// ReLU as the CPU computes it ("not below zero": NaN passes).
+__device__ inline float relu(float v) { return v < 0.0f ? 0.0f : v; }
+
+// relu: the ReLU of the maximum, or the average of the ReLU of x (a ReLU fused with the pooling).
+__global__ void pool_forward(Pool2dShape s, bool is_max, bool count_include_pad, bool relu_fused,
+                             const float* x, float* y) {
   const int64_t total = s.N * s.C * s.P * s.Q;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (int64_t)gridDim.x * blockDim.x) {
@@ -48,11 +52,13 @@ __global__ void pool_forward(Pool2dShape s, bool is_max, bool count_include_pad,
     const Span cols = window(q, s.W, s.kernel_w, s.stride_w, s.pad_w);
     if (is_max) {
       const int64_t at = window_argmax(in, s.W, rows, cols);
-      y[i] = at < 0 ? -INFINITY : in[at];
+      const float max = at < 0 ? -INFINITY : in[at];
+      y[i] = relu_fused ? relu(max) : max;
     } else {
       float sum = 0.0f;
       for (int64_t h = rows.lo; h < rows.hi; ++h)
-        for (int64_t w = cols.lo; w < cols.hi; ++w) sum += in[h * s.W + w];
+        for (int64_t w = cols.lo; w < cols.hi; ++w)
+          sum += relu_fused ? relu(in[h * s.W + w]) : in[h * s.W + w];
       const int64_t d = divisor(rows, cols, count_include_pad);
       y[i] = d > 0 ? sum / (float)d : 0.0f;
     }
@@ -68,9 +74,11 @@ __device__ inline void covering(int64_t h, int64_t out, int64_t kernel, int64_t 
   if (last > out - 1) last = out - 1;
 }
 
-// grad_x of max (x given) or average pooling (x null).
-__global__ void pool_backward(Pool2dShape s, bool count_include_pad, const float* grad_y,
-                              const float* x, float* grad_x) {
+// grad_x of max or average pooling. With relu_fused (the backward of pool_forward's), only
+// where the window's maximum is above 0 (max), or only where x > 0 (average); x is needed for max
+// pooling and for a fused ReLU.
+__global__ void pool_backward(Pool2dShape s, bool is_max, bool count_include_pad, bool relu_fused,
+                              const float* grad_y, const float* x, float* grad_x) {
   const int64_t total = s.N * s.C * s.H * s.W;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (int64_t)gridDim.x * blockDim.x) {
@@ -84,8 +92,9 @@ __global__ void pool_backward(Pool2dShape s, bool count_include_pad, const float
       const Span rows = window(p, s.H, s.kernel_h, s.stride_h, s.pad_h);
       for (int64_t q = q0; q <= q1; ++q) {
         const Span cols = window(q, s.W, s.kernel_w, s.stride_w, s.pad_w);
-        if (x) {
-          if (window_argmax(x + plane * s.H * s.W, s.W, rows, cols) == h * s.W + w)
+        if (is_max) {
+          if (window_argmax(x + plane * s.H * s.W, s.W, rows, cols) == h * s.W + w &&
+              (!relu_fused || x[i] > 0.0f))
             sum += gy[p * s.Q + q];
         } else {
           const int64_t d = divisor(rows, cols, count_include_pad);
@@ -93,7 +102,7 @@ __global__ void pool_backward(Pool2dShape s, bool count_include_pad, const float
         }
       }
     }
-    grad_x[i] = sum;
+    grad_x[i] = !is_max && relu_fused && !(x[i] > 0.0f) ? 0.0f : sum;
   }
 }
 

@@ -105,6 +105,22 @@ def test_conv2d_forward_and_backward(emulated, case):
         ref.assert_close(got, want, terms=terms)
 
 
+@pytest.mark.parametrize("r, padding", [(3, 1), (5, 2), (5, 4)])
+def test_conv2d_algo_is_a_cpu_choice(emulated, r, padding):
+    """The CUDA kernels have one algorithm: algo="winograd" (accepted for 3x3 and 5x5 stride-1
+    geometries) runs it exactly as "direct" does."""
+    rng = np.random.default_rng(r + padding)
+    x, w = rand(rng, 2, 3, 7, 6), rand(rng, 4, 3, r, r)
+    y = {algo: ops.conv2d(x, w, padding=padding, algo=algo) for algo in ("direct", "winograd")}
+    np.testing.assert_array_equal(y["winograd"], y["direct"])
+    ref.assert_close(y["winograd"], ref.conv2d(x, w, None, 1, padding), terms=w[0].size)
+    grad_y = rand(rng, *y["direct"].shape)
+    grads = {algo: ops.conv2d_backward(grad_y, x, w, 1, padding, algo=algo)
+             for algo in ("direct", "winograd")}
+    for got, want in zip(grads["winograd"], grads["direct"]):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_conv2d_backward_only_what_is_needed(emulated):
     rng = np.random.default_rng(5)
     x, w = rand(rng, 1, 2, 5, 5), rand(rng, 3, 2, 3, 3)
@@ -156,6 +172,32 @@ def test_avg_pool(emulated, case, count_include_pad):
     grad_y = rand(rng, *y.shape)
     ref.assert_close(ops.avg_pool2d_backward(grad_y, x, *args),
                      ref.avg_pool2d_backward(grad_y.astype(np.float64), x, *args), terms=terms)
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_pool_with_fused_relu(emulated, case):
+    x_shape, kernel, stride, padding, ceil_mode = case
+    rng = np.random.default_rng(sum(x_shape) + 2)
+    x = rand(rng, *x_shape)
+    x[0, 0, 0, :2] = 0.0  # ReLU's edge
+    args = (kernel, stride, padding, ceil_mode)
+    y = ops.max_pool2d(x, *args, relu_after=True)
+    np.testing.assert_array_equal(y, on_cpu(ops.max_pool2d, x, *args, relu_after=True))
+    grad_y = rand(rng, *y.shape)
+    grad_x = ops.max_pool2d_backward(grad_y, x, *args, relu_after=True)
+    np.testing.assert_allclose(grad_x, on_cpu(ops.max_pool2d_backward, grad_y, x, *args,
+                                              relu_after=True),
+                               rtol=0, atol=8 * ref.EPS32 * float(np.abs(grad_y).max()))
+    masked = np.where(y > 0, grad_y.astype(np.float64), 0.0)
+    ref.assert_close(grad_x, ref.max_pool2d_backward(masked, x, *args), terms=4)
+    relu_x = np.maximum(x, 0)
+    terms = int(np.prod(ops._pair(kernel, "kernel", 1)))
+    for include in (True, False):
+        ref.assert_close(ops.avg_pool2d(x, *args, include, relu_before=True),
+                         ref.avg_pool2d(relu_x, *args, include), terms=terms)
+        ref.assert_close(ops.avg_pool2d_backward(grad_y, x, *args, include, relu_before=True),
+                         (x > 0) * ref.avg_pool2d_backward(grad_y.astype(np.float64), x, *args,
+                                                           include), terms=terms)
 
 
 def test_max_pool_nan_wins(emulated):

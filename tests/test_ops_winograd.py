@@ -1,8 +1,9 @@
-"""Winograd F(4x4, 3x3) convolutions (``algo="winograd"``) against the float64 reference.
+"""Winograd F(4x4, 3x3) and F(2x2, 5x5) convolutions (``algo="winograd"``) against the float64
+reference.
 
 The transforms add rounding of their own (about 10x that of direct summation on VGG-sized
-layers, see bench/README.md), well inside the tolerance of the reference tests, which grows
-with the number of products per output."""
+layers, 2-5x on CIFAR's 5x5 layers, see bench/README.md), well inside the tolerance of the
+reference tests, which grows with the number of products per output."""
 
 import numpy as np
 import pytest
@@ -11,47 +12,57 @@ import reference as ref
 from deepstyle import ops
 
 
-def winograd_cases(count, seed):
-    """Seeded geometries for 3x3 stride-1 kernels: odd sizes, images smaller than a tile or not
-    a multiple of it, paddings 0-2 per side, batches > 1, channel counts off the vector width."""
+def winograd_cases(count, seed, r=3):
+    """Seeded geometries for r x r stride-1 kernels: odd sizes, images smaller than a tile or not
+    a multiple of it (1x1 included), paddings 0 to r - 1 per side, batches > 1, channel counts
+    off the vector width and above the 16 of the automatic choice."""
     rng = np.random.default_rng(seed)
     cases = []
     while len(cases) < count:
         n = int(rng.integers(1, 4))
         c, k = (int(v) for v in rng.integers(1, 41, size=2))
         h, w = (int(v) for v in rng.integers(1, 40, size=2))
-        padding = tuple(int(v) for v in rng.integers(0, 3, size=2))
-        if h + 2 * padding[0] >= 3 and w + 2 * padding[1] >= 3:
-            cases.append(((n, c, h, w), k, padding))
+        padding = tuple(int(v) for v in rng.integers(0, r, size=2))
+        if h + 2 * padding[0] >= r and w + 2 * padding[1] >= r:
+            cases.append(((n, c, h, w), k, r, padding))
     return cases
 
 
 def case_id(case):
-    return f"x{case[0]}-k{case[1]}-p{case[2]}".replace(" ", "")
+    return f"x{case[0]}-k{case[1]}-r{case[2]}-p{case[3]}".replace(" ", "")
 
 
 def make(case, seed):
-    (n, c, h, w), k, padding = case
+    (n, c, h, w), k, r, padding = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    weight = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
+    weight = rng.standard_normal((k, c, r, r)).astype(np.float32)
     bias = rng.standard_normal(k).astype(np.float32)
-    p, q = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
+    p, q = h + 2 * padding[0] - (r - 1), w + 2 * padding[1] - (r - 1)
     grad_y = rng.standard_normal((n, k, p, q)).astype(np.float32)
     return x, weight, bias, grad_y, padding
 
 
-@pytest.mark.parametrize("case", winograd_cases(30, 11) + [((2, 17, 70, 53), 33, (1, 1))],
-                         ids=case_id)
+CASES_5X5 = winograd_cases(30, 12, r=5) + [
+    ((2, 17, 1, 1), 20, 5, (4, 4)),  # one pixel: every tap but the centre's reads padding
+    ((3, 16, 2, 3), 16, 5, (2, 3)),  # smaller than a 2x2 output tile's 6x6 patch
+    ((4, 32, 16, 16), 32, 5, (2, 2)),  # cifar-cnn's conv2 (several tile rows per lane group)
+    ((2, 32, 8, 8), 64, 5, (2, 2)),  # conv3
+    ((1, 19, 37, 29), 18, 5, (0, 4)),
+]
+
+
+@pytest.mark.parametrize("case", winograd_cases(30, 11) + [((2, 17, 70, 53), 33, 3, (1, 1))]
+                         + CASES_5X5, ids=case_id)
 def test_winograd_matches_reference(case):
     x, weight, bias, grad_y, padding = make(case, 1)
-    c, k = x.shape[1], weight.shape[0]
+    c, k, taps = x.shape[1], weight.shape[0], weight[0, 0].size
     y = ops.conv2d(x, weight, bias, padding=padding, algo="winograd")
-    ref.assert_close(y, ref.conv2d(x, weight, bias, 1, padding), terms=9 * c)
+    ref.assert_close(y, ref.conv2d(x, weight, bias, 1, padding), terms=taps * c)
     grad_x, grad_w, grad_b = ops.conv2d_backward(grad_y, x, weight, padding=padding,
                                                  algo="winograd")
     ref_x, ref_w, ref_b = ref.conv2d_backward(grad_y.astype(np.float64), x, weight, 1, padding)
-    ref.assert_close(grad_x, ref_x, terms=9 * k)
+    ref.assert_close(grad_x, ref_x, terms=taps * k)
     n, _, p, q = grad_y.shape
     ref.assert_close(grad_w, ref_w, terms=n * p * q)  # grad_weight stays direct
     ref.assert_close(grad_b, ref_b, terms=n * p * q)
@@ -68,38 +79,53 @@ def test_winograd_close_to_direct_on_a_vgg_sized_layer():
         ref.assert_close(ops.conv2d(x, weight, padding=1, algo=algo), expected, terms=9 * 128)
 
 
-def test_auto_uses_a_correct_algorithm_on_either_side_of_the_switch():
+@pytest.mark.parametrize("r, padding, shapes", [
+    (3, 1, [(8, 24, 20), (32, 24, 20), (32, 24, 4)]),
+    # cifar-cnn: Fashion-MNIST's one-channel first layer (direct), conv2 and conv3 at batch 100
+    # and small batches.
+    (5, 2, [(1, 32, 32), (3, 32, 16), (32, 32, 16), (32, 64, 8), (16, 16, 3), (8, 32, 16)]),
+])
+def test_auto_uses_a_correct_algorithm_on_either_side_of_the_switch(r, padding, shapes):
     rng = np.random.default_rng(4)
-    for c, hw in [(8, 20), (32, 20), (32, 4)]:
-        x = rng.standard_normal((2, c, hw, hw)).astype(np.float32)
-        weight = rng.standard_normal((24, c, 3, 3)).astype(np.float32)
-        ref.assert_close(ops.conv2d(x, weight, padding=1), ref.conv2d(x, weight, None, 1, 1),
-                         terms=9 * c)
+    for c, k, hw in shapes:
+        n = 10 if hw >= 8 else 2
+        x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+        weight = rng.standard_normal((k, c, r, r)).astype(np.float32)
+        y = ops.conv2d(x, weight, padding=padding)
+        ref.assert_close(y, ref.conv2d(x, weight, None, 1, padding), terms=r * r * c)
+        grad_y = rng.standard_normal(y.shape).astype(np.float32)
+        grad_x = ops.conv2d_backward(grad_y, x, weight, 1, padding, need_weight=False,
+                                     need_bias=False)[0]
+        ref.assert_close(grad_x, ref.conv2d_backward(grad_y.astype(np.float64), x, weight, 1,
+                                                     padding)[0], terms=r * r * k)
 
 
-@pytest.mark.parametrize("kernel, stride, padding", [(5, 1, 1), (3, 2, 1), (3, 1, 3)])
+@pytest.mark.parametrize("kernel, stride, padding",
+                         [(5, 1, 5), (3, 2, 1), (3, 1, 3), (5, 2, 2), (7, 1, 3), (1, 1, 0)])
 def test_winograd_rejects_other_geometries(kernel, stride, padding):
     x = np.zeros((1, 2, 9, 9), np.float32)
     weight = np.zeros((2, 2, kernel, kernel), np.float32)
-    with pytest.raises(ValueError, match="algo: 'winograd' needs a 3x3 kernel"):
+    message = "algo: 'winograd' needs stride 1 and a 3x3 kernel with padding at most 2 or a 5x5"
+    with pytest.raises(ValueError, match=message):
         ops.conv2d(x, weight, stride=stride, padding=padding, algo="winograd")
     grad_y = ops.conv2d(x, weight, stride=stride, padding=padding)
-    with pytest.raises(ValueError, match="algo: 'winograd' needs a 3x3 kernel"):
+    with pytest.raises(ValueError, match=message):
         ops.conv2d_backward(grad_y, x, weight, stride, padding, algo="winograd")
 
 
 @pytest.mark.parametrize("algo", ["winograd", "auto", "direct"])
+@pytest.mark.parametrize("r", [3, 5])
 @pytest.mark.parametrize("shape", [(1, 16, 5, 0), (2, 16, 0, 3), (1, 16, 0, 0)])
-def test_images_with_no_pixels_give_bias_outputs_and_empty_gradients(shape, algo):
-    """An empty image under padding 2 still has outputs (the bias); grad_x has no tiles (this
-    once divided by zero in the Winograd grad_x blocking: SIGFPE)."""
+def test_images_with_no_pixels_give_bias_outputs_and_empty_gradients(shape, r, algo):
+    """An empty image under padding r - 1 still has outputs (the bias); grad_x has no tiles
+    (this once divided by zero in the Winograd grad_x blocking: SIGFPE)."""
     rng = np.random.default_rng(5)
     x = np.zeros(shape, np.float32)
-    weight = rng.standard_normal((16, shape[1], 3, 3)).astype(np.float32)
+    weight = rng.standard_normal((16, shape[1], r, r)).astype(np.float32)
     bias = rng.standard_normal(16).astype(np.float32)
-    y = ops.conv2d(x, weight, bias, padding=2, algo=algo)
+    y = ops.conv2d(x, weight, bias, padding=r - 1, algo=algo)
     np.testing.assert_array_equal(y, np.broadcast_to(bias[None, :, None, None], y.shape))
-    grad_x, grad_weight, grad_bias = ops.conv2d_backward(np.ones_like(y), x, weight, 1, 2,
+    grad_x, grad_weight, grad_bias = ops.conv2d_backward(np.ones_like(y), x, weight, 1, r - 1,
                                                          algo=algo)
     assert grad_x.shape == shape
     np.testing.assert_array_equal(grad_weight, np.zeros_like(weight))

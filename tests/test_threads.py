@@ -55,18 +55,37 @@ def conv_results(rng):
     out["winograd grad_x"] = ops.conv2d_backward(normal(rng, *y.shape), x, w, 1, 1,
                                                  need_weight=False, need_bias=False,
                                                  algo="winograd")[0]
+    # F(2x2, 5x5): cifar-cnn's conv2 shape at a smaller batch.
+    x, w = normal(rng, 12, 32, 16, 16), normal(rng, 32, 32, 5, 5)
+    out["winograd 5x5 y"] = y = ops.conv2d(x, w, None, 1, 2, algo="winograd")
+    out["winograd 5x5 grad_x"] = ops.conv2d_backward(normal(rng, *y.shape), x, w, 1, 2,
+                                                     need_weight=False, need_bias=False,
+                                                     algo="winograd")[0]
     return out
 
 
 def pool_results(rng):
-    x = normal(rng, 6, 16, 33, 31)
-    y_max, y_avg = ops.max_pool2d(x, 3, 2, 1, True), ops.avg_pool2d(x, 2)
-    return {
-        "max": y_max,
-        "max grad": ops.max_pool2d_backward(normal(rng, *y_max.shape), x, 3, 2, 1, True),
-        "avg": y_avg,
-        "avg grad": ops.avg_pool2d_backward(normal(rng, *y_avg.shape), x, 2),
-    }
+    out = {}
+    # 33x31 and 16x16 planes: the plane-lane kernels (blocks of planes split across threads);
+    # 40x40: the row kernels (planes split across threads)
+    for x in (normal(rng, 6, 16, 33, 31), normal(rng, 3, 45, 16, 16), normal(rng, 2, 8, 40, 40)):
+        name = "x".join(map(str, x.shape[2:]))
+        y_max, y_avg = ops.max_pool2d(x, 3, 2, 1, True), ops.avg_pool2d(x, 2)
+        y_fused, indices = ops.max_pool2d(x, 3, 2, 0, True, return_indices=True, relu_after=True)
+        grad_y, grad_fused = normal(rng, *y_max.shape), normal(rng, *y_fused.shape)
+        out.update({
+            f"{name} max": y_max,
+            f"{name} max grad": ops.max_pool2d_backward(grad_y, x, 3, 2, 1, True),
+            f"{name} avg": y_avg,
+            f"{name} avg grad": ops.avg_pool2d_backward(normal(rng, *y_avg.shape), x, 2),
+            f"{name} max+relu": y_fused,
+            f"{name} max+relu grad": ops.max_pool2d_backward(
+                grad_fused, x, 3, 2, 0, True, indices=indices, relu_after=True, y=y_fused),
+            f"{name} relu+avg": ops.avg_pool2d(x, 3, 2, 0, True, False, relu_before=True),
+            f"{name} relu+avg grad": ops.avg_pool2d_backward(grad_fused, x, 3, 2, 0, True, False,
+                                                             relu_before=True),
+        })
+    return out
 
 
 def gram_results(rng):

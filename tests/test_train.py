@@ -51,15 +51,16 @@ def matconvnet_pool(x, op):
 def test_pooling_is_matconvnets(size):
     x = np.random.default_rng(size).standard_normal((2, 3, size, size)).astype(np.float32)
     net = cifar_cnn(3, rng=0)
-    np.testing.assert_allclose(net["pool1"].forward(x), matconvnet_pool(x, np.max), rtol=1e-6)
-    np.testing.assert_allclose(net["pool2"].forward(x), matconvnet_pool(x, np.mean), rtol=1e-5,
+    relu = np.maximum(x, 0)  # pool1 is max-pool + ReLU, pool2 ReLU + avg-pool (fused)
+    np.testing.assert_allclose(net["pool1"].forward(x), matconvnet_pool(relu, np.max), rtol=1e-6)
+    np.testing.assert_allclose(net["pool2"].forward(x), matconvnet_pool(relu, np.mean), rtol=1e-5,
                                atol=1e-6)
 
 
 def test_dropout_placement():
     names = [name for name, _ in cifar_cnn(1, dropout=True, rng=0).named_layers()]
     drops = {n: names.index(n) for n in names if n.startswith("drop")}
-    assert [names[i - 1] for i in drops.values()] == ["relu1", "pool2", "pool3", "relu4"]
+    assert [names[i - 1] for i in drops.values()] == ["pool1", "pool2", "pool3", "relu4"]
     ps = [layer.p for name, layer in cifar_cnn(1, dropout=True, rng=0).named_layers()
           if name.startswith("drop")]
     assert ps == [0.15, 0.15, 0.15, 0.35]

@@ -259,14 +259,17 @@ _CONV_ALGOS = {"auto": 0, "direct": 1, "winograd": 2}  # ds::ConvAlgo
 
 
 def _conv_algo(algo, geometry):
-    """The kernels' code for ``algo``; "winograd" needs a 3x3 kernel, stride 1, padding <= 2."""
+    """The kernels' code for ``algo``; "winograd" needs stride 1 and a 3x3 kernel with padding
+    <= 2 or a 5x5 one with padding <= 4 (grad_x pads by kernel - 1 - padding)."""
     if not isinstance(algo, str) or algo not in _CONV_ALGOS:
         raise ValueError(f"algo: expected one of {sorted(_CONV_ALGOS)}, got {algo!r}")
     kernel, stride, padding = geometry[5:7], geometry[7:9], geometry[9:11]
-    if algo == "winograd" and (kernel != (3, 3) or stride != (1, 1) or max(padding) > 2):
+    if algo == "winograd" and (kernel not in ((3, 3), (5, 5)) or stride != (1, 1)
+                               or max(padding) > kernel[0] - 1):
         raise ValueError(
-            f"algo: 'winograd' needs a 3x3 kernel, stride 1 and padding at most 2, got kernel "
-            f"{kernel}, stride {stride}, padding {padding}"
+            f"algo: 'winograd' needs stride 1 and a 3x3 kernel with padding at most 2 or a 5x5 "
+            f"kernel with padding at most 4, got kernel {kernel}, stride {stride}, padding "
+            f"{padding}"
         )
     return _CONV_ALGOS[algo]
 
@@ -276,8 +279,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, algo="auto"):
     bias (K,) or None -> (N, K, P, Q).
 
     ``algo`` picks the algorithm: "auto" (on the CPU, Winograd F(4x4, 3x3) for 3x3 stride-1
-    layers with enough channels, else direct), "direct", or "winograd" (3x3 kernels, stride 1,
-    padding at most 2; its rounding error is about 10x direct summation's).
+    layers with enough channels and tiles, F(2x2, 5x5) likewise for 5x5 ones, else direct),
+    "direct", or "winograd" (stride 1, 3x3 kernels with padding at most 2 or 5x5 ones with
+    padding at most 4; its rounding error is up to about 10x direct summation's). The CUDA
+    kernels have one algorithm for every value.
     """
     backend, xp = kernels(x, weight, bias)
     x, weight, geometry = _conv_args(x, weight, stride, padding)
@@ -365,41 +370,47 @@ def _pool_grad(grad_y, x, geometry):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
-               return_indices=False):
+               return_indices=False, relu_after=False):
     """Max pooling; stride defaults to the kernel size, padding counts as -inf.
 
     With ``return_indices`` (NumPy arrays only), returns ``(y, indices)``: int32 indices of
     y's shape, each the position ``h * W + w`` in its (H, W) plane of the maximum that
     :func:`max_pool2d_backward` routes the gradient to (PyTorch's convention and tie rule);
     passing them to the backward makes it a scatter instead of a search.
+
+    ``relu_after``: ``relu(max_pool2d(x))`` in one pass (the indices stay the max-pool's).
     """
     backend, xp = kernels(x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
+    relu_after = _flag(relu_after, "relu_after")
     y = _pool_output(x, geometry, xp)
     if not return_indices:
-        backend.max_pool2d_forward(x, y, geometry)
+        backend.max_pool2d_forward(x, y, geometry, relu_after)
         return y
     if xp is not np:
         raise NotImplementedError("max_pool2d: return_indices is implemented for NumPy arrays "
                                   "only")
     indices = np.empty(y.shape, dtype=np.int32)
-    backend.max_pool2d_forward_indices(x, y, indices, geometry)
+    backend.max_pool2d_forward_indices(x, y, indices, geometry, relu_after)
     return y, indices
 
 
 def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
-                        indices=None):
-    """Gradient of :func:`max_pool2d` with respect to x (to the first maximum of each window).
+                        indices=None, relu_after=False, y=None):
+    """Gradient of :func:`max_pool2d` with respect to x (to the first maximum of each window;
+    with ``relu_after``, only where that maximum is above 0).
 
     ``indices`` from ``max_pool2d(..., return_indices=True)`` on the same x and geometry skip
-    finding the maxima again (x then only gives the shape).
+    finding the maxima again (x then only gives the shape); with ``relu_after`` they need ``y``,
+    that forward's output, whose sign is the ReLU's mask.
     """
     backend, xp = kernels(grad_y, x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
+    relu_after = _flag(relu_after, "relu_after")
     grad_y = _pool_grad(grad_y, x, geometry)
     grad_x = xp.empty(x.shape, dtype=xp.float32)
     if indices is None:
-        backend.max_pool2d_backward(grad_y, x, grad_x, geometry)
+        backend.max_pool2d_backward(grad_y, x, grad_x, geometry, relu_after)
         return grad_x
     if xp is not np or type(indices) is not np.ndarray:
         raise TypeError(f"indices: expected a NumPy array with NumPy grad_y and x, got "
@@ -408,27 +419,41 @@ def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mod
         raise TypeError(f"indices: expected dtype int32 (from max_pool2d(..., "
                         f"return_indices=True)), got {indices.dtype}")
     _check_shape(indices, grad_y.shape, "indices")
-    backend.max_pool2d_backward_indices(grad_y, np.ascontiguousarray(indices), grad_x, geometry)
+    if relu_after:
+        if y is None:
+            raise TypeError("y: expected the forward's output with relu_after and indices, "
+                            "got None")
+        y = _as_float32(y, "y")
+        _check_shape(y, grad_y.shape, "y")
+    backend.max_pool2d_backward_indices(grad_y, np.ascontiguousarray(indices), grad_x, geometry,
+                                        y if relu_after else None)
     return grad_x
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    """Average pooling with PyTorch's divisor rules for padding and ceil mode."""
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               *, relu_before=False):
+    """Average pooling with PyTorch's divisor rules for padding and ceil mode.
+
+    ``relu_before``: ``avg_pool2d(relu(x))`` in one pass, without relu(x) in memory.
+    """
     backend, xp = kernels(x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
     y = _pool_output(x, geometry, xp)
-    backend.avg_pool2d_forward(x, y, geometry, _flag(count_include_pad, "count_include_pad"))
+    backend.avg_pool2d_forward(x, y, geometry, _flag(count_include_pad, "count_include_pad"),
+                               _flag(relu_before, "relu_before"))
     return y
 
 
 def avg_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True):
-    """Gradient of :func:`avg_pool2d` with respect to x."""
+                        count_include_pad=True, *, relu_before=False):
+    """Gradient of :func:`avg_pool2d` with respect to x (x gives only the shape, unless
+    ``relu_before``: then the gradient is kept only where x > 0)."""
     backend, xp = kernels(grad_y, x)
     x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
+    relu_x = x if _flag(relu_before, "relu_before") else None
     grad_x = xp.empty(x.shape, dtype=xp.float32)
     backend.avg_pool2d_backward(_pool_grad(grad_y, x, geometry), grad_x, geometry,
-                                _flag(count_include_pad, "count_include_pad"))
+                                _flag(count_include_pad, "count_include_pad"), relu_x)
     return grad_x
 
 

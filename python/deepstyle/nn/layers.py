@@ -299,40 +299,60 @@ class _Pool(Layer):
 class MaxPool2d(_Pool):
     """Max pooling with PyTorch's semantics (padding counts as -inf). On NumPy arrays the
     forward keeps the argmax indices (int32, a quarter of the input for 2x2 windows), so that
-    the backward is a scatter rather than a second search."""
+    the backward is a scatter rather than a second search.
+
+    ``relu_after=True`` is ``MaxPool2d`` followed by ``ReLU`` as one layer (one pass over the
+    data each way, no ReLU output in memory)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, relu_after=False):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.relu_after = bool(relu_after)
 
     def forward(self, x):
         x = _float32(x)
         if type(x) is not np.ndarray:  # CuPy: the backward finds the maxima again
-            self._saved = x, None
-            return ops.max_pool2d(x, *self._geometry())
-        y, indices = ops.max_pool2d(x, *self._geometry(), return_indices=True)
-        self._saved = x, indices
+            self._saved = x, None, None
+            return ops.max_pool2d(x, *self._geometry(), relu_after=self.relu_after)
+        y, indices = ops.max_pool2d(x, *self._geometry(), return_indices=True,
+                                    relu_after=self.relu_after)
+        # the fused ReLU's backward masks by y's sign (y is the next layer's input anyway)
+        self._saved = x, indices, y if self.relu_after else None
         return y
 
     def backward(self, grad_y):
-        x, indices = self._take_saved()
-        return ops.max_pool2d_backward(grad_y, x, *self._geometry(), indices=indices)
+        x, indices, y = self._take_saved()
+        return ops.max_pool2d_backward(grad_y, x, *self._geometry(), indices=indices,
+                                       relu_after=self.relu_after, y=y)
+
+    def extra_repr(self):
+        return super().extra_repr() + (", relu_after=True" if self.relu_after else "")
 
 
 class AvgPool2d(_Pool):
-    """Average pooling with PyTorch's divisor rules."""
+    """Average pooling with PyTorch's divisor rules.
+
+    ``relu_before=True`` is ``ReLU`` followed by ``AvgPool2d`` as one layer: the ReLU is applied
+    as the windows are read and its backward (grad where x > 0) as grad_x is written."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True):
+                 count_include_pad=True, relu_before=False):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
+        self.relu_before = bool(relu_before)
 
     def forward(self, x):
         self._saved = x = _float32(x)
-        return ops.avg_pool2d(x, *self._geometry(), self.count_include_pad)
+        return ops.avg_pool2d(x, *self._geometry(), self.count_include_pad,
+                              relu_before=self.relu_before)
 
     def backward(self, grad_y):
         x = self._take_saved()
-        return ops.avg_pool2d_backward(grad_y, x, *self._geometry(), self.count_include_pad)
+        return ops.avg_pool2d_backward(grad_y, x, *self._geometry(), self.count_include_pad,
+                                       relu_before=self.relu_before)
 
     def extra_repr(self):
-        return super().extra_repr() + f", count_include_pad={self.count_include_pad}"
+        return (super().extra_repr() + f", count_include_pad={self.count_include_pad}"
+                + (", relu_before=True" if self.relu_before else ""))
 
 
 class Dropout(Layer):
