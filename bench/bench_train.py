@@ -89,6 +89,9 @@ def measure(impl, steps, channels):
         torch.set_num_threads(int(os.environ["DEEPSTYLE_NUM_THREADS"]))
         step = setup_torch(channels)
     else:
+        from deepstyle.allocator import reusing_freed_memory
+
+        reusing_freed_memory().__enter__()  # as the trainer's loop runs, for this whole process
         step = setup_deepstyle(channels)
     for i in range(3):
         step(x[i], y[i])
