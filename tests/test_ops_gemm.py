@@ -44,6 +44,23 @@ def test_gemm_matches_reference(m, n, k, trans_a, trans_b):
     ref.assert_close(c, ref.gemm(a, b, trans_a=trans_a, trans_b=trans_b), terms=k)
 
 
+# Products above the small-product limit with a shallow sum over few rows, which also run unpacked
+# (K <= 80 and M <= 256 when B is not transposed): at both limits and one past each, fewer rows
+# than a tile, a sum of 1, and N not a multiple of the column panel (48) or of a vector.
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("m,n,k", [(32, 2100, 80), (32, 2100, 81), (256, 300, 64), (257, 300, 64),
+                                   (3, 30001, 50), (64, 70001, 1)])
+def test_gemm_shallow_products_match_reference(m, n, k, trans_a):
+    rng = np.random.default_rng(m + n + k)
+    a, b = operands(rng, m, n, k, trans_a, False)
+    assert m * n * k >= 2**22
+    c = ops.gemm(a, b, trans_a=trans_a, alpha=0.75)
+    ref.assert_close(c, ref.gemm(a, b, trans_a=trans_a, alpha=0.75), terms=k)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    c = ops.gemm(a, b, c0.copy(), trans_a=trans_a, beta=-0.5)
+    ref.assert_close(c, ref.gemm(a, b, c0, trans_a=trans_a, beta=-0.5), terms=k + 1)
+
+
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
 def test_gemm_spanning_several_cache_blocks(trans_a, trans_b):
     rng = np.random.default_rng(7)
