@@ -227,24 +227,28 @@ struct PaddedBatch {
         virtual_cols(shape.N * period * Wp),
         data(scratch(kBatchSlot, shape.C * plane)),
         tap_offset(shape.C * shape.R * shape.S) {
-    // Every float written once, image by image (an RGB batch has too few planes to split
-    // evenly): image n's rows [1 + n * period, 1 + (n + 1) * period) are pad_h zero rows, then
-    // its H rows each followed by pad_w zeros; the first image also writes the leading zero row,
-    // the last one the zeros after it.
-#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads()) \
-    if (s.C * s.N > 1)
+    // Every float written once, by (channel, image, block of rows), the blocks only as many as
+    // share out a few planes evenly (one RGB image is 3 planes): image n's rows
+    // [1 + n * period, 1 + (n + 1) * period) are pad_h zero rows (written with its first block),
+    // then its H rows each followed by pad_w zeros; the first image also writes the leading zero
+    // row, the last block of the last image the zeros after it.
+    const int64_t blocks = std::clamp<int64_t>(32 / (s.C * s.N), 1, std::max<int64_t>(s.H, 1));
+#pragma omp parallel for collapse(3) schedule(static) num_threads(num_threads()) \
+    if (s.C * s.N * blocks > 1)
     for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t n = 0; n < s.N; ++n) {
-        float* first = data + c * plane + (1 + n * period) * Wp;
-        float* rows = first + s.pad_h * Wp;
-        std::fill(first, rows, 0.0f);
-        for (int64_t h = 0; h < s.H; ++h) {
-          std::memcpy(rows + h * Wp, x + ((n * s.C + c) * s.H + h) * s.W, sizeof(float) * s.W);
-          std::fill_n(rows + h * Wp + s.W, s.pad_w, 0.0f);
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t b = 0; b < blocks; ++b) {
+          float* first = data + c * plane + (1 + n * period) * Wp;
+          float* rows = first + s.pad_h * Wp;
+          if (b == 0) std::fill(first, rows, 0.0f);
+          for (int64_t h = b * s.H / blocks; h < (b + 1) * s.H / blocks; ++h) {
+            std::memcpy(rows + h * Wp, x + ((n * s.C + c) * s.H + h) * s.W, sizeof(float) * s.W);
+            std::fill_n(rows + h * Wp + s.W, s.pad_w, 0.0f);
+          }
+          if (n == 0 && b == 0) std::fill_n(data + c * plane, Wp, 0.0f);
+          if (n == s.N - 1 && b == blocks - 1)
+            std::fill(rows + s.H * Wp, data + (c + 1) * plane, 0.0f);
         }
-        if (n == 0) std::fill_n(data + c * plane, Wp, 0.0f);
-        if (n == s.N - 1) std::fill(rows + s.H * Wp, data + (c + 1) * plane, 0.0f);
-      }
     for (int64_t c = 0; c < s.C; ++c)
       for (int64_t r = 0; r < s.R; ++r)
         for (int64_t t = 0; t < s.S; ++t)
