@@ -4,9 +4,9 @@
 // x[n, c, p*stride_h - pad_h + r, q*stride_w - pad_w + t] (zero outside the image):
 //
 // forward:      y (K x N.PQ, NCHW)   = W (K x CRS) . col (CRS x N.PQ) + bias
-// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T: for small images with 32 or 64
-//               output channels a direct kernel, else unpacked dot products along N.PQ for
-//               layers with few output channels, else a packed GEMM
+// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T: with 32 or 64 output channels, for
+//               small images and for input layers (few taps), a direct kernel, else unpacked
+//               dot products along N.PQ for layers with few output channels, else a packed GEMM
 // grad_x:       with stride 1, a forward convolution of dy with the weights flipped and
 //               transposed, padding R-1-pad (negative padding crops); otherwise (and where that
 //               would waste work) dcol = W^T . dy over chunks of images, scattered back by col2im.
@@ -16,9 +16,11 @@
 // with 1-4 output channels (grad_x of RGB input layers) skip the GEMM for a direct kernel on
 // that layout, and so do convolutions with 32 or 64 output channels and at least 256 taps
 // (CIFAR-10's layers, VGG's conv1_2, and their grad_x), with output channels in the vector
-// lanes; grad_weight of such small images likewise. A kernel covering the whole unpadded image is a fully connected layer:
-// plain sgemm calls. Every output element is summed by one thread in a fixed order (grad_bias:
-// in double per channel), so results are bitwise identical from run to run.
+// lanes; grad_weight of such small images and of input layers likewise. A kernel covering the
+// whole unpadded image is a fully connected layer: plain sgemm calls. Every output element is
+// summed in a fixed order whatever the thread count (grad_bias: in double per channel, from
+// float row sums where the direct grad_weight makes it), so results are bitwise identical from
+// run to run.
 #include "conv.h"
 
 #include <algorithm>
@@ -607,12 +609,19 @@ bool direct_grad_weight_pays_off(const Conv2dShape& s) {
          (s.P * s.Q <= 256 || s.C * s.R * s.S <= kMaxInputLayerTaps);
 }
 
-// acc[t] += the products of taps t0 + t (t < kT) over positions [0, Q) of one output row, whose
-// inputs start at x (the row's tap t0) and dyT rows at dy (kDirectGroup floats apart).
+// Accumulator sets of weight_row: with fewer than 4 taps, 2 sets (even and odd positions) keep
+// enough independent sums in flight to cover the latency of the multiply-adds (6 chains for 3
+// taps would leave the FMA units idle a quarter of the time: VGG's 3x3 conv1_1).
+template <int kT>
+constexpr int kWeightSets = kT <= 3 ? 2 : 1;
+
+// acc[set][t] += the products of taps t0 + t (t < kT) over positions [0, Q) of one output row,
+// whose inputs start at x (the row's tap t0) and dyT rows at dy (kDirectGroup floats apart).
 template <int kT>
 inline void weight_row(const float* x, const float* dy, int64_t Q,
-                       vfloat (&acc)[kWeightTaps][2]) {
+                       vfloat (&acc)[2][kWeightTaps][2]) {
   constexpr int64_t G = kDirectGroup;
+  constexpr int kSets = kWeightSets<kT>;
   int64_t q = 0;
   for (; q + kDirectPositions <= Q; q += kDirectPositions) {
     constexpr int kInputs = kDirectPositions + kT - 1;
@@ -622,11 +631,12 @@ inline void weight_row(const float* x, const float* dy, int64_t Q,
 #pragma GCC unroll 8
     for (int i = 0; i < kDirectPositions; ++i) {
       const float* d = dy + (q + i) * G;
-      const vfloat d0 = vload(d), d1 = vload(d + kVecWidth);
+      vfloat d0 = vload(d), d1 = vload(d + kVecWidth);
+      asm("" : "+v"(d0), "+v"(d1));  // one load each (else every multiply-add reloads them)
 #pragma GCC unroll 8
       for (int t = 0; t < kT; ++t) {
-        acc[t][0] += in[i + t] * d0;
-        acc[t][1] += in[i + t] * d1;
+        acc[i % kSets][t][0] += in[i + t] * d0;
+        acc[i % kSets][t][1] += in[i + t] * d1;
       }
     }
   }
@@ -634,8 +644,8 @@ inline void weight_row(const float* x, const float* dy, int64_t Q,
     const vfloat d0 = vload(dy + q * G), d1 = vload(dy + q * G + kVecWidth);
     for (int t = 0; t < kT; ++t) {
       const vfloat xi = vbroadcast(x[q + t]);
-      acc[t][0] += xi * d0;
-      acc[t][1] += xi * d1;
+      acc[0][t][0] += xi * d0;
+      acc[0][t][1] += xi * d1;
     }
   }
 }
@@ -645,9 +655,12 @@ inline void weight_row(const float* x, const float* dy, int64_t Q,
 template <int kT>
 void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dyt, int64_t tap0,
                  int64_t r, int64_t row0, int64_t row1, float* sums) {
-  vfloat acc[kWeightTaps][2];
+  vfloat acc[2][kWeightTaps][2];
   for (int t = 0; t < kT; ++t)
-    for (int v = 0; v < 2; ++v) acc[t][v] = vload(sums + (2 * t + v) * kVecWidth);
+    for (int v = 0; v < 2; ++v) {
+      acc[0][t][v] = vload(sums + (2 * t + v) * kVecWidth);
+      acc[1][t][v] = vfloat{};
+    }
   for (int64_t row = row0; row < row1; ++row) {
     const int64_t n = row / s.P, p = row % s.P, ih = p - s.pad_h + r;
     if (ih < 0 || ih >= s.H) continue;  // the taps read padding only
@@ -655,13 +668,16 @@ void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dy
     weight_row<kT>(x, dyt + (row - row0) * s.Q * kDirectGroup, s.Q, acc);
   }
   for (int t = 0; t < kT; ++t)
-    for (int v = 0; v < 2; ++v) vstore(sums + (2 * t + v) * kVecWidth, acc[t][v]);
+    for (int v = 0; v < 2; ++v)
+      vstore(sums + (2 * t + v) * kVecWidth,
+             kWeightSets<kT> == 2 ? acc[0][t][v] + acc[1][t][v] : acc[0][t][v]);
 }
 
 // dyt[(row - row0) * Q + q][k] = grad_y[n, k0 + k, p, q] for output rows row = (n, p) in
-// [row0, row1) and k < kDirectGroup.
+// [row0, row1) and k < kDirectGroup; with bias_sums, each row's sum per channel (in float along
+// the row, in two chains) is added to bias_sums[k] in double.
 void transpose_output_rows(const Conv2dShape& s, const float* grad_y, int64_t k0, int64_t row0,
-                           int64_t row1, float* dyt) {
+                           int64_t row1, float* dyt, double* bias_sums) {
   constexpr int64_t G = kDirectGroup;
   const int64_t pq = s.P * s.Q;
   for (int64_t row = row0; row < row1; ++row) {
@@ -678,11 +694,25 @@ void transpose_output_rows(const Conv2dShape& s, const float* grad_y, int64_t k0
 #endif
     for (int64_t q = q0; q < s.Q; ++q)
       for (int64_t k = 0; k < G; ++k) dst[q * G + k] = src[k * pq + q];
+    if (!bias_sums) continue;
+    vfloat even[2] = {}, odd[2] = {};
+    int64_t q = 0;
+    for (; q + 2 <= s.Q; q += 2)
+      for (int v = 0; v < 2; ++v) {
+        even[v] += vload(dst + q * G + v * kVecWidth);
+        odd[v] += vload(dst + (q + 1) * G + v * kVecWidth);
+      }
+    if (q < s.Q)
+      for (int v = 0; v < 2; ++v) even[v] += vload(dst + q * G + v * kVecWidth);
+    alignas(64) float row_sum[G];
+    for (int v = 0; v < 2; ++v) vstore(row_sum + v * kVecWidth, even[v] + odd[v]);
+    for (int64_t k = 0; k < G; ++k) bias_sums[k] += row_sum[k];
   }
 }
 
+// grad_bias (when not null) comes with it: the transposes read every dy anyway.
 void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const float* grad_y,
-                        float* grad_weight) {
+                        float* grad_weight, float* grad_bias) {
   constexpr int64_t G = kDirectGroup, kTaskSums = kWeightTaps * G;
   const int64_t crs = s.C * s.R * s.S, rows = s.N * s.P, groups = s.K / G;
   const int64_t blocks = (s.S + kWeightTaps - 1) / kWeightTaps;  // of taps along a kernel row
@@ -691,6 +721,7 @@ void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const fl
   const int64_t item_sums = tasks * kTaskSums;
   float* partial = scratch(kTransposedSlot, units * groups * item_sums);
   const int64_t chunk_rows = std::max<int64_t>(1, kWeightChunkFloats / (s.Q * G));
+  std::vector<double> bias_partial(grad_bias ? units * s.K : 0);  // [unit][k]
 #pragma omp parallel num_threads(num_threads())
   {
     float* dyt = scratch(kGradSlot, chunk_rows * s.Q * G);
@@ -702,7 +733,8 @@ void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const fl
       const int64_t last = (unit + 1) * rows / units;
       for (int64_t row0 = unit * rows / units; row0 < last; row0 += chunk_rows) {
         const int64_t row1 = std::min(last, row0 + chunk_rows);
-        transpose_output_rows(s, grad_y, k0, row0, row1, dyt);
+        transpose_output_rows(s, grad_y, k0, row0, row1, dyt,
+                              grad_bias ? bias_partial.data() + unit * s.K + k0 : nullptr);
         for (int64_t task = 0; task < tasks; ++task) {
           const int64_t cr = task / blocks, t0 = task % blocks * kWeightTaps;
           float* own = sums + task * kTaskSums;
@@ -734,6 +766,12 @@ void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const fl
         }
     }
   }
+  if (grad_bias)
+    for (int64_t k = 0; k < s.K; ++k) {
+      double total = 0.0;
+      for (int64_t unit = 0; unit < units; ++unit) total += bias_partial[unit * s.K + k];
+      grad_bias[k] = static_cast<float>(total);
+    }
 }
 
 void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
@@ -871,6 +909,8 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     if (grad_bias) std::fill(grad_bias, grad_bias + s.K, 0.0f);
     return;
   }
+  // The direct grad_weight sums grad_bias too (the separate pass over grad_y below otherwise).
+  const bool direct_weight = grad_weight && s.C > 0 && direct_grad_weight_pays_off(s);
   if (s.K == 0 || s.C == 0) {  // nothing flows between x and y: grad_x is zero, grad_weight empty
     if (grad_x) std::fill_n(grad_x, s.N * s.C * s.H * s.W, 0.0f);
   } else if (whole_image(s)) {
@@ -889,8 +929,8 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     }
     // The dot form pays where few output channels leave the packed GEMM's transposing packs
     // poorly amortised; it needs long enough rows to fill its vectors.
-    if (grad_weight && direct_grad_weight_pays_off(s))
-      direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight);
+    if (direct_weight)
+      direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight, grad_bias);
     else if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
              s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
       grad_weight_dot(s, PaddedBatch(s, x), grad_y, grad_weight);
@@ -902,7 +942,7 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
       blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y}, ImageColumnsT{s, x}, 0.0f,
                     blocked::MatrixC{grad_weight, crs}, nullptr, num_threads());
   }
-  if (grad_bias) {
+  if (grad_bias && !direct_weight) {
 #pragma omp parallel for schedule(static) num_threads(num_threads())
     for (int64_t k = 0; k < s.K; ++k) {
       // 16 interleaved double sums (one long chain would wait on every add), combined in order.
