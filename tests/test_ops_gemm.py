@@ -104,6 +104,48 @@ def test_gemm_returns_new_float32_array():
     ref.assert_close(c, ref.gemm(a, b), terms=5)
 
 
+class _Subclass(np.ndarray):
+    pass
+
+
+# ops.gemm's one-step call (_cpu.gemm_new) takes exactly float32 C-contiguous ndarrays, True or
+# False and float alpha and beta, and keeps the GIL below 2**18 multiply-adds; every other form
+# goes the general way. Both must give the same product.
+@pytest.mark.parametrize("form", ["plain", "alpha float32", "alpha float64", "alpha int",
+                                  "beta int", "numpy bool flags", "subclass", "fortran order"])
+@pytest.mark.parametrize("m,n,k", [(64, 64, 63), (64, 64, 64), (1, 1, 1), (10, 100, 64)])
+def test_gemm_common_call_and_its_variants_match_reference(form, m, n, k):
+    rng = np.random.default_rng(m + n + k)
+    a, b = operands(rng, m, n, k, False, True)
+    alpha, beta, flag = 1.5, 0.0, True
+    if form == "alpha float32":
+        alpha = np.float32(1.5)
+    elif form == "alpha float64":
+        alpha = np.float64(1.5)  # a float subclass
+    elif form == "alpha int":
+        alpha = 2
+    elif form == "beta int":
+        beta = 3  # nothing to scale without c
+    elif form == "numpy bool flags":
+        flag = np.True_
+    elif form == "subclass":
+        a, b = a.view(_Subclass), b.view(_Subclass)
+    elif form == "fortran order":
+        a, b = np.asfortranarray(a), np.asfortranarray(b)
+    c = ops.gemm(a, b, trans_a=False, trans_b=flag, alpha=alpha, beta=beta)
+    assert type(c) is np.ndarray and c.dtype == np.float32 and c.shape == (m, n)
+    ref.assert_close(c, float(alpha) * ref.gemm(np.asarray(a), np.asarray(b), trans_b=True), terms=k)
+
+
+def test_gemm_new_needs_its_six_arguments():
+    from deepstyle import _cpu
+
+    a = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError, match="6"):
+        _cpu.gemm_new(a, a, False, False, 1.0)
+    assert _cpu.gemm_new(a, a, 0, False, 1.0, 0.0) is None  # declined: ops.gemm says why
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int32, np.uint8, np.int64])
 def test_gemm_accepts_any_real_dtype(dtype):
     rng = np.random.default_rng(6)
