@@ -1,6 +1,7 @@
 // pybind11 bindings of the CPU kernels: module deepstyle._cpu, the function table of
 // bind_kernels.h on NumPy arrays, plus the thread-count settings and the CPU-only kernels
 // (max pooling with argmax indices), and the C library's allocator setting for painting.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #ifdef __GLIBC__
@@ -64,27 +65,57 @@ void bind_max_pool_indices(py::module_& m) {
 }
 
 // ops.gemm's common call in one step: a new C = alpha op(a) op(b) for 2-D C-contiguous float32
-// NumPy arrays whose inner sizes match, checked and allocated here (for a small product the
-// Python-side checks cost more than the arithmetic); None for anything else, which ops.gemm then
-// converts and checks itself. The flags and alpha are taken only as bool and float (noconvert).
-py::object gemm_new(py::handle a, py::handle b, bool trans_a, bool trans_b, float alpha) {
+// NumPy arrays (exactly ndarray) whose inner sizes match, bool flags and float alpha and beta
+// (exactly float); None for anything else, which ops.gemm then converts and checks itself, saying
+// what is wrong. A plain CPython function (METH_FASTCALL), not a pybind11 one: for a 10x100x64
+// product (~1 us of arithmetic) pybind11's argument dispatch cost as much as NumPy's whole call
+// overhead. The GIL is kept for products too small for another Python thread to gain from it.
+PyObject* gemm_new(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   using Matrix = py::array_t<float, py::array::c_style>;
-  if (!Matrix::check_(a) || !Matrix::check_(b)) return py::none();
-  const auto A = py::reinterpret_borrow<py::array>(a), B = py::reinterpret_borrow<py::array>(b);
-  if (A.ndim() != 2 || B.ndim() != 2) return py::none();
-  const int64_t M = A.shape(trans_a ? 1 : 0), K = A.shape(trans_a ? 0 : 1);
-  const int64_t N = B.shape(trans_b ? 0 : 1);
-  if (B.shape(trans_b ? 1 : 0) != K) return py::none();
-  Matrix C({M, N});
-  const float* ap = static_cast<const float*>(A.data());
-  const float* bp = static_cast<const float*>(B.data());
-  float* cp = C.mutable_data();
-  {
-    py::gil_scoped_release release;
-    ds::cpu::sgemm(trans_a, trans_b, M, N, K, alpha, ap, trans_a ? M : K, bp, trans_b ? K : N,
-                   0.0f, cp, N);
+  constexpr int64_t kKeepGil = int64_t{1} << 18;  // multiply-adds: a few microseconds
+  if (nargs != 6) {
+    PyErr_SetString(PyExc_TypeError, "gemm_new(a, b, trans_a, trans_b, alpha, beta): expected 6 "
+                                     "positional arguments");
+    return nullptr;
   }
-  return C;
+  PyObject *a = args[0], *b = args[1];
+  const auto flag = [](PyObject* o) { return o == Py_True ? 1 : o == Py_False ? 0 : -1; };
+  const int trans_a = flag(args[2]), trans_b = flag(args[3]);
+  PyTypeObject* ndarray = py::detail::npy_api::get().PyArray_Type_;
+  if (Py_TYPE(a) != ndarray || Py_TYPE(b) != ndarray || trans_a < 0 || trans_b < 0 ||
+      !PyFloat_CheckExact(args[4]) || !PyFloat_CheckExact(args[5]) || !Matrix::check_(a) ||
+      !Matrix::check_(b))
+    Py_RETURN_NONE;
+  try {
+    const auto A = py::reinterpret_borrow<py::array>(a), B = py::reinterpret_borrow<py::array>(b);
+    if (A.ndim() != 2 || B.ndim() != 2) Py_RETURN_NONE;
+    const int64_t M = A.shape(trans_a ? 1 : 0), K = A.shape(trans_a ? 0 : 1);
+    const int64_t N = B.shape(trans_b ? 0 : 1);
+    if (B.shape(trans_b ? 1 : 0) != K) Py_RETURN_NONE;
+    const float alpha = static_cast<float>(PyFloat_AS_DOUBLE(args[4]));
+    Matrix C({M, N});
+    const float* ap = static_cast<const float*>(A.data());
+    const float* bp = static_cast<const float*>(B.data());
+    float* cp = C.mutable_data();
+    const auto multiply = [&] {
+      ds::cpu::sgemm(trans_a, trans_b, M, N, K, alpha, ap, trans_a ? M : K, bp,
+                     trans_b ? K : N, 0.0f, cp, N);
+    };
+    if (M * N * K < kKeepGil) {
+      multiply();
+    } else {
+      py::gil_scoped_release release;
+      multiply();
+    }
+    return C.release().ptr();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
 }
 
 // glibc maps every block above its mmap threshold (which it raises to at most 32 MiB) afresh
@@ -118,6 +149,9 @@ PYBIND11_MODULE(_cpu, m) {
   m.attr("simd_level") = ds::simd_level();
   ds::bind::bind_kernels<CpuBackend>(m);
   bind_max_pool_indices(m);
-  m.def("gemm_new", &gemm_new, py::arg("a"), py::arg("b"), py::arg("trans_a").noconvert(),
-        py::arg("trans_b").noconvert(), py::arg("alpha").noconvert());
+  static PyMethodDef gemm_new_def = {"gemm_new", reinterpret_cast<PyCFunction>(
+                                                      reinterpret_cast<void (*)()>(&gemm_new)),
+                                      METH_FASTCALL, "ops.gemm's common call, or None"};
+  m.add_object("gemm_new", py::reinterpret_steal<py::object>(
+                               PyCFunction_NewEx(&gemm_new_def, nullptr, m.attr("__name__").ptr())));
 }

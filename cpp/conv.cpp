@@ -4,9 +4,9 @@
 // x[n, c, p*stride_h - pad_h + r, q*stride_w - pad_w + t] (zero outside the image):
 //
 // forward:      y (K x N.PQ, NCHW)   = W (K x CRS) . col (CRS x N.PQ) + bias
-// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T: for small images with 32 or 64
-//               output channels a direct kernel, else unpacked dot products along N.PQ for
-//               layers with few output channels, else a packed GEMM
+// grad_weight:  dW (K x CRS)         = dy (K x N.PQ) . col^T: with 32 or 64 output channels, for
+//               small images and for input layers (few taps), a direct kernel, else unpacked
+//               dot products along N.PQ for layers with few output channels, else a packed GEMM
 // grad_x:       with stride 1, a forward convolution of dy with the weights flipped and
 //               transposed, padding R-1-pad (negative padding crops); otherwise (and where that
 //               would waste work) dcol = W^T . dy over chunks of images, scattered back by col2im.
@@ -16,34 +16,36 @@
 // with 1-4 output channels (grad_x of RGB input layers) skip the GEMM for a direct kernel on
 // that layout, and so do convolutions with 32 or 64 output channels and at least 256 taps
 // (CIFAR-10's layers, VGG's conv1_2, and their grad_x), with output channels in the vector
-// lanes; grad_weight of such small images likewise. A kernel covering the whole unpadded image is a fully connected layer:
-// plain sgemm calls. Every output element is summed by one thread in a fixed order (grad_bias:
-// in double per channel), so results are bitwise identical from run to run.
+// lanes; grad_weight of such small images and of input layers likewise. A kernel covering the
+// whole unpadded image is a fully connected layer: plain sgemm calls. Every output element is
+// summed in a fixed order whatever the thread count (grad_bias: in double per channel, from
+// float row sums where the direct grad_weight makes it), so results are bitwise identical from
+// run to run. The direct kernels of 32 or 64 output channels are in conv_direct.cpp, what they
+// share with this file (PaddedBatch, scratch buffers) in conv_padded.h.
 #include "conv.h"
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
+#include "conv_padded.h"
 #include "gemm.h"
 #include "gemm_blocked.h"
 #include "threads.h"
 #include "winograd.h"
 
 namespace ds::cpu {
-namespace {
 
-using blocked::MR;
-using blocked::NR;
-
-// Per-thread buffers reused from call to call: fresh multi-megabyte allocations would page-fault
-// on every call. One slot per use, since their lifetimes overlap.
-enum ScratchSlot { kBatchSlot, kWeightSlot, kGradSlot, kTransposedSlot, kSlots };
-float* scratch(ScratchSlot slot, int64_t n) {
+float* conv_detail::scratch(ScratchSlot slot, int64_t n) {
   static thread_local blocked::Scratch buffers[kSlots];
   return buffers[slot].get(n);
 }
+
+namespace {
+
+using namespace conv_detail;
+using blocked::MR;
+using blocked::NR;
 
 // dst[i * dst_step] = row[iw0 + i * src_step] for i in [0, len), zero where the source index
 // falls outside [0, W).
@@ -201,66 +203,6 @@ struct BatchOutput {
   }
 };
 
-// The batch laid out for a stride-1 convolution with 0 <= pad < kernel size, so that every tap
-// of every output position is one fixed offset away: channel-major, images stacked along the
-// rows, each image row followed by pad_w zeros (the right padding of one row is the left
-// padding of the next) and each image by pad_h zero rows (likewise shared), plus one leading
-// zero row. Output position (n, p, q) becomes the "virtual" column u = (n*period + p)*Wp + q;
-// columns with p >= P or q >= Q are computed but not stored.
-// Floats past a plane's last virtual column that kernels may read, unused: a GEMM panel (NR) or
-// few_channel_block's whole-vector block (at most 8 vectors), from the last tap's offset.
-constexpr int64_t kReadSlack = std::max<int64_t>(NR, 8 * kVecWidth);
-
-struct PaddedBatch {
-  const Conv2dShape& s;
-  int64_t Wp, period, plane, virtual_cols;
-  float* data;                      // C planes of `plane` floats
-  std::vector<int64_t> tap_offset;  // of (c, r, t) from a column's own position
-
-  PaddedBatch(const Conv2dShape& shape, const float* x)
-      : s(shape),
-        Wp(shape.W + shape.pad_w),
-        period(shape.H + shape.pad_h),
-        plane((shape.N * period + shape.R + 2) * Wp + kReadSlack + shape.S),
-        virtual_cols(shape.N * period * Wp),
-        data(scratch(kBatchSlot, shape.C * plane)),
-        tap_offset(shape.C * shape.R * shape.S) {
-    // Every float written once, image by image (an RGB batch has too few planes to split
-    // evenly): image n's rows [1 + n * period, 1 + (n + 1) * period) are pad_h zero rows, then
-    // its H rows each followed by pad_w zeros; the first image also writes the leading zero row,
-    // the last one the zeros after it.
-#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads()) \
-    if (s.C * s.N > 1)
-    for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t n = 0; n < s.N; ++n) {
-        float* first = data + c * plane + (1 + n * period) * Wp;
-        float* rows = first + s.pad_h * Wp;
-        std::fill(first, rows, 0.0f);
-        for (int64_t h = 0; h < s.H; ++h) {
-          std::memcpy(rows + h * Wp, x + ((n * s.C + c) * s.H + h) * s.W, sizeof(float) * s.W);
-          std::fill_n(rows + h * Wp + s.W, s.pad_w, 0.0f);
-        }
-        if (n == 0) std::fill_n(data + c * plane, Wp, 0.0f);
-        if (n == s.N - 1) std::fill(rows + s.H * Wp, data + (c + 1) * plane, 0.0f);
-      }
-    for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t r = 0; r < s.R; ++r)
-        for (int64_t t = 0; t < s.S; ++t)
-          tap_offset[(c * s.R + r) * s.S + t] = c * plane + (1 + r) * Wp + t - s.pad_w;
-  }
-
-  static bool fits(const Conv2dShape& s) {
-    return s.stride_h == 1 && s.stride_w == 1 && s.pad_h >= 0 && s.pad_h < s.R &&
-           s.pad_w >= 0 && s.pad_w < s.S;
-  }
-
-  // Whether at least half the virtual columns are output positions, for the kernels that
-  // compute all of them.
-  static bool dense(const Conv2dShape& s) {
-    return 2 * s.P * s.Q >= (s.H + s.pad_h) * (s.W + s.pad_w);
-  }
-};
-
 // op(B) = col (CRS x N.PQ) read from a PaddedBatch: the NR output positions of a panel are a
 // few runs along image rows, and each tap copies each run from one fixed offset, unclipped.
 struct PaddedColumns {
@@ -283,46 +225,6 @@ struct PaddedColumns {
   }
 };
 
-#if defined(__AVX512F__)
-// dst[i * ld_dst + j] = row[j][i] for 16 rows of 16 floats, in three rounds of two-source
-// shuffles (vector extensions: the intrinsics trip GCC 12's -Wmaybe-uninitialized): rows
-// interleaved in pairs within 128-bit lanes, then in 4-row groups, then 128-bit lanes across
-// groups.
-inline void transpose_16x16(const float* const row[16], float* dst, int64_t ld_dst) {
-  vfloat t[16], u[16];
-  for (int i = 0; i < 16; i += 2) {
-    const vfloat even = vload(row[i]), odd = vload(row[i + 1]);
-    t[i] = __builtin_shufflevector(even, odd, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28,
-                                   13, 29);
-    t[i + 1] = __builtin_shufflevector(even, odd, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14,
-                                       30, 15, 31);
-  }
-  // u[4g + j], lane L: rows 4g..4g+3 of column 4L + j.
-  for (int g = 0; g < 16; g += 4)
-    for (int h = 0; h < 2; ++h) {
-      const vfloat a = t[g + h], b = t[g + h + 2];
-      u[g + 2 * h] = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12,
-                                             13, 28, 29);
-      u[g + 2 * h + 1] = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26,
-                                                 27, 14, 15, 30, 31);
-    }
-  const auto even_lanes = [](vfloat a, vfloat b) {  // lanes 0, 2 of a, then of b
-    return __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
-  };
-  const auto odd_lanes = [](vfloat a, vfloat b) {  // lanes 1, 3 of a, then of b
-    return __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
-                                   31);
-  };
-  for (int j = 0; j < 4; ++j) {
-    const vfloat even_lo = even_lanes(u[j], u[4 + j]), odd_lo = odd_lanes(u[j], u[4 + j]);
-    const vfloat even_hi = even_lanes(u[8 + j], u[12 + j]), odd_hi = odd_lanes(u[8 + j], u[12 + j]);
-    vstore(dst + j * ld_dst, even_lanes(even_lo, even_hi));
-    vstore(dst + (4 + j) * ld_dst, even_lanes(odd_lo, odd_hi));
-    vstore(dst + (8 + j) * ld_dst, odd_lanes(even_lo, even_hi));
-    vstore(dst + (12 + j) * ld_dst, odd_lanes(odd_lo, odd_hi));
-  }
-}
-#endif
 
 // op(B) = col^T (N.PQ x CRS) read from a PaddedBatch, for grad_weight: a panel is kc output
 // positions by NR taps; along each run of positions, every tap is one unclipped row of the
@@ -486,256 +388,6 @@ void few_channel_conv(const Conv2dShape& s, const PaddedBatch& batch,
     few_channel_block<K>(batch, weight, bias, out, blk * width, crs);
 }
 
-// Forward convolution with 32 or 64 output channels straight from a PaddedBatch, with output
-// channels in the vector lanes: each task is one output row (n, p) and a group of 2 vectors of
-// channels; blocks of kDirectPositions adjacent positions of the row keep their
-// kDirectPositions x 2 accumulators in registers while the taps stream past, each tap one
-// broadcast per position (a fixed offset into the batch) and two vectors of the transposed
-// weights. Kernel rows that fall wholly in the padding are skipped, and there is no packing:
-// the implicit GEMM's panels would be reused by few output channels (CIFAR-10's 8x8 and 16x16
-// layers: 1.4-1.7x faster; VGG's conv1_2: 1.1x). Short rows (Q < 8) and few taps (an RGB input)
-// leave too little work per task.
-constexpr int64_t kDirectPositions = 8, kDirectGroup = 2 * kVecWidth;
-
-bool direct_conv_pays_off(const Conv2dShape& s) {
-  return PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8 &&
-         s.C * s.R * s.S >= 256;
-}
-
-// The taps of one kernel row (c, r) added to a block's accumulators. The S taps of a row read
-// the same kDirectPositions + S - 1 inputs shifted by one, so with S known at compile time
-// (kS > 0; 32 vector registers hold the 16 accumulators and the 12 inputs of a 5-wide kernel)
-// each input is broadcast once per row instead of once per tap: 25% faster on CIFAR-10's 5x5
-// layers, whose loop was bound by the broadcasts. kS = 0 takes the width from s.S.
-template <int kS>
-inline void direct_conv_row(const float* x, const float* w, int64_t S, int64_t K,
-                            vfloat (&acc)[kDirectPositions][2]) {
-  if constexpr (kS > 0) {
-    constexpr int kInputs = kDirectPositions + kS - 1;
-    vfloat in[kInputs];
-#pragma GCC unroll 16
-    for (int j = 0; j < kInputs; ++j) in[j] = vbroadcast(x[j]);
-#pragma GCC unroll 8
-    for (int t = 0; t < kS; ++t) {
-      const vfloat w0 = vload(w + t * K), w1 = vload(w + t * K + kVecWidth);
-#pragma GCC unroll 8
-      for (int i = 0; i < kDirectPositions; ++i) {
-        acc[i][0] += in[i + t] * w0;
-        acc[i][1] += in[i + t] * w1;
-      }
-    }
-  } else {
-    for (int64_t t = 0; t < S; ++t) {
-      const vfloat w0 = vload(w + t * K), w1 = vload(w + t * K + kVecWidth);
-#pragma GCC unroll 8
-      for (int i = 0; i < kDirectPositions; ++i) {
-        const vfloat xi = vbroadcast(x[i + t]);
-        acc[i][0] += xi * w0;
-        acc[i][1] += xi * w1;
-      }
-    }
-  }
-}
-
-template <int kS>
-void direct_conv_rows(const Conv2dShape& s, const PaddedBatch& batch, const float* wt,
-                      const float* bias, float* y) {
-  const int64_t rs = s.R * s.S, pq = s.P * s.Q;
-  const int64_t groups = s.K / kDirectGroup, rows = s.N * s.P;
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t task = 0; task < rows * groups; ++task) {
-    const int64_t n = task / groups / s.P, p = task / groups % s.P;
-    const int64_t k0 = task % groups * kDirectGroup;
-    const int64_t r_lo = std::max<int64_t>(0, s.pad_h - p);  // kernel rows inside the image
-    const int64_t r_hi = std::min<int64_t>(s.R, s.H + s.pad_h - p);
-    for (int64_t q0 = 0; q0 < s.Q; q0 += kDirectPositions) {
-      const float* src = batch.data + (n * batch.period + p) * batch.Wp + q0;
-      vfloat acc[kDirectPositions][2] = {};
-      for (int64_t c = 0; c < s.C; ++c)
-        for (int64_t r = r_lo; r < r_hi; ++r) {
-          const int64_t tap = c * rs + r * s.S;  // the row's first tap; its taps are adjacent
-          direct_conv_row<kS>(src + batch.tap_offset[tap], wt + tap * s.K + k0, s.S, s.K, acc);
-        }
-      alignas(64) float tile[kDirectPositions][kDirectGroup];
-      for (int i = 0; i < kDirectPositions; ++i) {
-        vstore(tile[i], acc[i][0]);
-        vstore(tile[i] + kVecWidth, acc[i][1]);
-      }
-      const int64_t len = std::min(kDirectPositions, s.Q - q0);
-      for (int64_t k = 0; k < kDirectGroup; ++k) {
-        float* dst = y + (n * s.K + k0 + k) * pq + p * s.Q + q0;
-        const float add = bias ? bias[k0 + k] : 0.0f;
-        for (int64_t i = 0; i < len; ++i) dst[i] = tile[i][k] + add;
-      }
-    }
-  }
-}
-
-void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* weight,
-                 const float* bias, float* y) {
-  const int64_t crs = s.C * s.R * s.S;
-  float* wt = scratch(kTransposedSlot, crs * s.K);  // wt[tap][k] = weight[k][tap]
-  for (int64_t k = 0; k < s.K; ++k)
-    for (int64_t tap = 0; tap < crs; ++tap) wt[tap * s.K + k] = weight[k * crs + tap];
-#if defined(__AVX512F__)  // narrower vectors have 16 registers: too few to keep the inputs
-  if (s.S == 5) return direct_conv_rows<5>(s, batch, wt, bias, y);
-  if (s.S == 3) return direct_conv_rows<3>(s, batch, wt, bias, y);
-#endif
-  direct_conv_rows<0>(s, batch, wt, bias, y);
-}
-
-// grad_weight with 32 or 64 output channels, the direct kernel's adjoint, for small images and
-// for input layers (few taps on large images): dW[k, tap] = sum over output positions of
-// dy[n, k, p, q] * batch[tap_offset[tap] + u(n, p, q)], output channels in the vector lanes.
-// The sum over the N.P output rows is cut into kWeightUnits fixed ranges, whatever the thread
-// count (so results are bitwise the same at any count), each summed by one thread into partial
-// sums of its own that are added up in order at the end: an RGB layer has too few taps to share
-// out instead (15 tasks of 5 taps for CIFAR-10's conv1). A work item is one range and one group
-// of 2 vectors of output channels; it walks its rows in chunks whose dy it transposes to
-// dyT[position][k] in an L1-sized buffer, then for each task (c, r, up to kWeightTaps adjacent
-// taps t0..) adds the chunk's products to the task's sums. Along a row, kDirectPositions
-// positions and kT adjacent taps read only kDirectPositions + kT - 1 inputs: each is broadcast
-// once and kept in a register (as in direct_conv_row), and each position costs two loads of dyT
-// for its 2 kT products.
-constexpr int64_t kWeightTaps = 5, kWeightChunkFloats = 8192, kWeightUnits = 16;
-// Input layers up to this many taps (C*R*S: 4 channels of 5x5) take the direct kernel on any
-// image size; the dot products of grad_weight_dot are faster on more.
-constexpr int64_t kMaxInputLayerTaps = 100;
-
-bool direct_grad_weight_pays_off(const Conv2dShape& s) {
-  return PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8 &&
-         (s.P * s.Q <= 256 || s.C * s.R * s.S <= kMaxInputLayerTaps);
-}
-
-// acc[t] += the products of taps t0 + t (t < kT) over positions [0, Q) of one output row, whose
-// inputs start at x (the row's tap t0) and dyT rows at dy (kDirectGroup floats apart).
-template <int kT>
-inline void weight_row(const float* x, const float* dy, int64_t Q,
-                       vfloat (&acc)[kWeightTaps][2]) {
-  constexpr int64_t G = kDirectGroup;
-  int64_t q = 0;
-  for (; q + kDirectPositions <= Q; q += kDirectPositions) {
-    constexpr int kInputs = kDirectPositions + kT - 1;
-    vfloat in[kInputs];
-#pragma GCC unroll 16
-    for (int j = 0; j < kInputs; ++j) in[j] = vbroadcast(x[q + j]);
-#pragma GCC unroll 8
-    for (int i = 0; i < kDirectPositions; ++i) {
-      const float* d = dy + (q + i) * G;
-      const vfloat d0 = vload(d), d1 = vload(d + kVecWidth);
-#pragma GCC unroll 8
-      for (int t = 0; t < kT; ++t) {
-        acc[t][0] += in[i + t] * d0;
-        acc[t][1] += in[i + t] * d1;
-      }
-    }
-  }
-  for (; q < Q; ++q) {  // the row's last Q % kDirectPositions positions
-    const vfloat d0 = vload(dy + q * G), d1 = vload(dy + q * G + kVecWidth);
-    for (int t = 0; t < kT; ++t) {
-      const vfloat xi = vbroadcast(x[q + t]);
-      acc[t][0] += xi * d0;
-      acc[t][1] += xi * d1;
-    }
-  }
-}
-
-// The taps (c, r, t0 .. t0 + kT - 1) of one group of output channels, summed over output rows
-// [row0, row1) (their dyT at dyt) and added to the task's sums (kWeightTaps x 2 vectors).
-template <int kT>
-void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dyt, int64_t tap0,
-                 int64_t r, int64_t row0, int64_t row1, float* sums) {
-  vfloat acc[kWeightTaps][2];
-  for (int t = 0; t < kT; ++t)
-    for (int v = 0; v < 2; ++v) acc[t][v] = vload(sums + (2 * t + v) * kVecWidth);
-  for (int64_t row = row0; row < row1; ++row) {
-    const int64_t n = row / s.P, p = row % s.P, ih = p - s.pad_h + r;
-    if (ih < 0 || ih >= s.H) continue;  // the taps read padding only
-    const float* x = batch.data + (n * batch.period + p) * batch.Wp + batch.tap_offset[tap0];
-    weight_row<kT>(x, dyt + (row - row0) * s.Q * kDirectGroup, s.Q, acc);
-  }
-  for (int t = 0; t < kT; ++t)
-    for (int v = 0; v < 2; ++v) vstore(sums + (2 * t + v) * kVecWidth, acc[t][v]);
-}
-
-// dyt[(row - row0) * Q + q][k] = grad_y[n, k0 + k, p, q] for output rows row = (n, p) in
-// [row0, row1) and k < kDirectGroup.
-void transpose_output_rows(const Conv2dShape& s, const float* grad_y, int64_t k0, int64_t row0,
-                           int64_t row1, float* dyt) {
-  constexpr int64_t G = kDirectGroup;
-  const int64_t pq = s.P * s.Q;
-  for (int64_t row = row0; row < row1; ++row) {
-    const float* src = grad_y + (row / s.P * s.K + k0) * pq + row % s.P * s.Q;  // + k * pq
-    float* dst = dyt + (row - row0) * s.Q * G;
-    int64_t q0 = 0;
-#if defined(__AVX512F__)
-    for (; q0 + 16 <= s.Q; q0 += 16)
-      for (int64_t k = 0; k < G; k += 16) {
-        const float* channel[16];
-        for (int j = 0; j < 16; ++j) channel[j] = src + (k + j) * pq + q0;
-        transpose_16x16(channel, dst + q0 * G + k, G);
-      }
-#endif
-    for (int64_t q = q0; q < s.Q; ++q)
-      for (int64_t k = 0; k < G; ++k) dst[q * G + k] = src[k * pq + q];
-  }
-}
-
-void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const float* grad_y,
-                        float* grad_weight) {
-  constexpr int64_t G = kDirectGroup, kTaskSums = kWeightTaps * G;
-  const int64_t crs = s.C * s.R * s.S, rows = s.N * s.P, groups = s.K / G;
-  const int64_t blocks = (s.S + kWeightTaps - 1) / kWeightTaps;  // of taps along a kernel row
-  const int64_t tasks = s.C * s.R * blocks, units = std::min(kWeightUnits, rows);
-  // Each work item's sums, tasks x kWeightTaps x 2 vectors.
-  const int64_t item_sums = tasks * kTaskSums;
-  float* partial = scratch(kTransposedSlot, units * groups * item_sums);
-  const int64_t chunk_rows = std::max<int64_t>(1, kWeightChunkFloats / (s.Q * G));
-#pragma omp parallel num_threads(num_threads())
-  {
-    float* dyt = scratch(kGradSlot, chunk_rows * s.Q * G);
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < units * groups; ++item) {
-      const int64_t unit = item / groups, k0 = item % groups * G;
-      float* sums = partial + item * item_sums;
-      std::fill_n(sums, item_sums, 0.0f);
-      const int64_t last = (unit + 1) * rows / units;
-      for (int64_t row0 = unit * rows / units; row0 < last; row0 += chunk_rows) {
-        const int64_t row1 = std::min(last, row0 + chunk_rows);
-        transpose_output_rows(s, grad_y, k0, row0, row1, dyt);
-        for (int64_t task = 0; task < tasks; ++task) {
-          const int64_t cr = task / blocks, t0 = task % blocks * kWeightTaps;
-          float* own = sums + task * kTaskSums;
-          const auto run = [&](auto taps) {
-            weight_taps<decltype(taps)::value>(s, batch, dyt, cr * s.S + t0, cr % s.R, row0,
-                                               row1, own);
-          };
-          switch (std::min(kWeightTaps, s.S - t0)) {
-            case 1: run(std::integral_constant<int, 1>{}); break;
-            case 2: run(std::integral_constant<int, 2>{}); break;
-            case 3: run(std::integral_constant<int, 3>{}); break;
-            case 4: run(std::integral_constant<int, 4>{}); break;
-            default: run(std::integral_constant<int, 5>{}); break;
-          }
-        }
-      }
-    }
-    // The units' sums added in order.
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < groups * tasks; ++i) {
-      const int64_t group = i / tasks, task = i % tasks;
-      const int64_t tap0 = task / blocks * s.S + task % blocks * kWeightTaps;
-      for (int64_t t = 0; t < std::min(kWeightTaps, s.S - task % blocks * kWeightTaps); ++t)
-        for (int64_t k = 0; k < G; ++k) {
-          const float* sum = partial + group * item_sums + task * kTaskSums + t * G + k;
-          float total = sum[0];
-          for (int64_t unit = 1; unit < units; ++unit) total += sum[unit * groups * item_sums];
-          grad_weight[(group * G + k) * crs + tap0 + t] = total;
-        }
-    }
-  }
-}
-
 void forward_gemm(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                   float* y) {
   const int64_t crs = s.C * s.R * s.S;
@@ -871,6 +523,8 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     if (grad_bias) std::fill(grad_bias, grad_bias + s.K, 0.0f);
     return;
   }
+  // The direct grad_weight sums grad_bias too (the separate pass over grad_y below otherwise).
+  const bool direct_weight = grad_weight && s.C > 0 && direct_grad_weight_pays_off(s);
   if (s.K == 0 || s.C == 0) {  // nothing flows between x and y: grad_x is zero, grad_weight empty
     if (grad_x) std::fill_n(grad_x, s.N * s.C * s.H * s.W, 0.0f);
   } else if (whole_image(s)) {
@@ -889,8 +543,8 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     }
     // The dot form pays where few output channels leave the packed GEMM's transposing packs
     // poorly amortised; it needs long enough rows to fill its vectors.
-    if (grad_weight && direct_grad_weight_pays_off(s))
-      direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight);
+    if (direct_weight)
+      direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight, grad_bias);
     else if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
              s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
       grad_weight_dot(s, PaddedBatch(s, x), grad_y, grad_weight);
@@ -902,7 +556,7 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
       blocked::gemm(s.K, crs, s.N * pq, 1.0f, OutputRows{s, grad_y}, ImageColumnsT{s, x}, 0.0f,
                     blocked::MatrixC{grad_weight, crs}, nullptr, num_threads());
   }
-  if (grad_bias) {
+  if (grad_bias && !direct_weight) {
 #pragma omp parallel for schedule(static) num_threads(num_threads())
     for (int64_t k = 0; k < s.K; ++k) {
       // 16 interleaved double sums (one long chain would wait on every add), combined in order.

@@ -1,6 +1,6 @@
 // SGEMM for small products, without packing: for a few hundred thousand multiply-adds, copying
 // the operands into panels (and the thread-local buffers that hold them) costs as much as the
-// products themselves. The micro-kernel reads op(B)'s rows where they lie and broadcasts op(A)'s
+// products themselves; and for shallow sums over few rows at any size (gemm.cpp says when). The micro-kernel reads op(B)'s rows where they lie and broadcasts op(A)'s
 // elements from wherever they are; the last vector of a row is read and written under a lane
 // mask, so nothing outside the matrices is touched.
 //

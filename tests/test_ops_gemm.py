@@ -44,6 +44,23 @@ def test_gemm_matches_reference(m, n, k, trans_a, trans_b):
     ref.assert_close(c, ref.gemm(a, b, trans_a=trans_a, trans_b=trans_b), terms=k)
 
 
+# Products above the small-product limit with a shallow sum over few rows, which also run unpacked
+# (K <= 80 and M <= 256 when B is not transposed): at both limits and one past each, fewer rows
+# than a tile, a sum of 1, and N not a multiple of the column panel (48) or of a vector.
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("m,n,k", [(32, 2100, 80), (32, 2100, 81), (256, 300, 64), (257, 300, 64),
+                                   (3, 30001, 50), (64, 70001, 1)])
+def test_gemm_shallow_products_match_reference(m, n, k, trans_a):
+    rng = np.random.default_rng(m + n + k)
+    a, b = operands(rng, m, n, k, trans_a, False)
+    assert m * n * k >= 2**22
+    c = ops.gemm(a, b, trans_a=trans_a, alpha=0.75)
+    ref.assert_close(c, ref.gemm(a, b, trans_a=trans_a, alpha=0.75), terms=k)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    c = ops.gemm(a, b, c0.copy(), trans_a=trans_a, beta=-0.5)
+    ref.assert_close(c, ref.gemm(a, b, c0, trans_a=trans_a, beta=-0.5), terms=k + 1)
+
+
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
 def test_gemm_spanning_several_cache_blocks(trans_a, trans_b):
     rng = np.random.default_rng(7)
@@ -102,6 +119,48 @@ def test_gemm_returns_new_float32_array():
     c = ops.gemm(a, b, beta=7.0)  # beta has nothing to scale without c
     assert c.dtype == np.float32 and c.shape == (3, 4) and c.flags.c_contiguous
     ref.assert_close(c, ref.gemm(a, b), terms=5)
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+# ops.gemm's one-step call (_cpu.gemm_new) takes exactly float32 C-contiguous ndarrays, True or
+# False and float alpha and beta, and keeps the GIL below 2**18 multiply-adds; every other form
+# goes the general way. Both must give the same product.
+@pytest.mark.parametrize("form", ["plain", "alpha float32", "alpha float64", "alpha int",
+                                  "beta int", "numpy bool flags", "subclass", "fortran order"])
+@pytest.mark.parametrize("m,n,k", [(64, 64, 63), (64, 64, 64), (1, 1, 1), (10, 100, 64)])
+def test_gemm_common_call_and_its_variants_match_reference(form, m, n, k):
+    rng = np.random.default_rng(m + n + k)
+    a, b = operands(rng, m, n, k, False, True)
+    alpha, beta, flag = 1.5, 0.0, True
+    if form == "alpha float32":
+        alpha = np.float32(1.5)
+    elif form == "alpha float64":
+        alpha = np.float64(1.5)  # a float subclass
+    elif form == "alpha int":
+        alpha = 2
+    elif form == "beta int":
+        beta = 3  # nothing to scale without c
+    elif form == "numpy bool flags":
+        flag = np.True_
+    elif form == "subclass":
+        a, b = a.view(_Subclass), b.view(_Subclass)
+    elif form == "fortran order":
+        a, b = np.asfortranarray(a), np.asfortranarray(b)
+    c = ops.gemm(a, b, trans_a=False, trans_b=flag, alpha=alpha, beta=beta)
+    assert type(c) is np.ndarray and c.dtype == np.float32 and c.shape == (m, n)
+    ref.assert_close(c, float(alpha) * ref.gemm(np.asarray(a), np.asarray(b), trans_b=True), terms=k)
+
+
+def test_gemm_new_needs_its_six_arguments():
+    from deepstyle import _cpu
+
+    a = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError, match="6"):
+        _cpu.gemm_new(a, a, False, False, 1.0)
+    assert _cpu.gemm_new(a, a, 0, False, 1.0, 0.0) is None  # declined: ops.gemm says why
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int32, np.uint8, np.int64])

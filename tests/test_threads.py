@@ -25,6 +25,7 @@ def gemm_results(rng):
         "small": ops.gemm(normal(rng, 50, 300), normal(rng, 300, 90)),
         "large": ops.gemm(normal(rng, 700, 257), normal(rng, 129, 257), trans_b=True),
         "beta": ops.gemm(normal(rng, 300, 400), normal(rng, 300, 70), c, trans_a=True, beta=0.5),
+        "shallow": ops.gemm(normal(rng, 13, 75), normal(rng, 75, 5001)),  # unpacked, threaded
     }
 
 

@@ -180,12 +180,11 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     writes into ``c``, which must be a C-contiguous float32 array of the result's shape, and
     returns it.
     """
-    if (c is None and type(a) is np.ndarray and type(b) is np.ndarray and type(alpha) is float
-            and type(beta) is float and (trans_a is False or trans_a is True)
-            and (trans_b is False or trans_b is True)):
-        # The common call, checked and allocated in one step by the kernel module (None where
-        # the arrays need converting or do not match: the checks below then say why).
-        c = _cpu.gemm_new(a, b, trans_a, trans_b, alpha)
+    if c is None:
+        # The common call (NumPy float32 matrices, bool flags, float alpha and beta), checked and
+        # allocated in one step by the kernel module; None for anything else, which the checks
+        # below then convert or reject, saying why.
+        c = _cpu.gemm_new(a, b, trans_a, trans_b, alpha, beta)
         if c is not None:
             return c
     backend, xp = kernels(a, b, c)
