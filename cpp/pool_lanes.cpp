@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -99,12 +100,12 @@ template <typename Body>
 void for_each_block(const Pool2dShape& s, int64_t scratch_vectors, Body body) {
   const int64_t planes = s.N * s.C, blocks = (planes + kLanes - 1) / kLanes;
   const int threads = pool_in_parallel(s) && blocks > 1 ? num_threads() : 1;
-  std::vector<vfloat> scratch(threads * scratch_vectors);
+  const std::unique_ptr<vfloat[]> scratch(new vfloat[threads * scratch_vectors]);  // no zeroing
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t first = b * kLanes;
     const int n = (int)std::min<int64_t>(kLanes, planes - first);
-    body(first, n, scratch.data() + omp_get_thread_num() * scratch_vectors);
+    body(first, n, scratch.get() + omp_get_thread_num() * scratch_vectors);
   }
 }
 
