@@ -21,9 +21,31 @@ namespace ds::cpu::conv_detail {
 // leave too little work per task.
 constexpr int64_t kDirectPositions = 8, kDirectGroup = 2 * kVecWidth;
 
+// Input layers up to this many taps (C*R*S: 4 channels of 5x5) take the direct kernels on any
+// image size (the forward's with positions in the lanes, input_layer_rows); the dot products of
+// grad_weight_dot and the packed GEMM are faster on more.
+constexpr int64_t kMaxInputLayerTaps = 100;
+
+// Output channels per task of input_layer_rows: 8 x 2 vectors of accumulators. It pays off
+// over the blocked GEMM from about kMinRowTaps taps, where each block of positions has enough
+// taps to amortise its stores (measured, 1 thread: CIFAR-10's 75 taps 20% faster; 25 taps
+// (Fashion-MNIST's 1x5x5) the same; VGG conv1_1's 27 taps 1.4x slower).
+constexpr int64_t kRowChannels = 8, kMinRowTaps = 64;
+
+bool input_layer_rows_apply(const Conv2dShape& s) {
+#if defined(__AVX512F__)  // the row's last vector is stored under a lane mask
+  const int64_t taps = s.C * s.R * s.S;
+  return PaddedBatch::fits(s) && s.K % kRowChannels == 0 && s.Q >= kVecWidth &&
+         taps >= kMinRowTaps && taps <= kMaxInputLayerTaps;
+#else
+  return false;
+#endif
+}
+
 bool direct_conv_pays_off(const Conv2dShape& s) {
-  return PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8 &&
-         s.C * s.R * s.S >= 256;
+  return (PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8 &&
+          s.C * s.R * s.S >= 256) ||
+         input_layer_rows_apply(s);
 }
 
 // The taps of one kernel row (c, r) added to a block's accumulators. The S taps of a row read
@@ -95,6 +117,55 @@ void direct_conv_rows(const Conv2dShape& s, const PaddedBatch& batch, const floa
   }
 }
 
+#if defined(__AVX512F__)
+// Forward convolution of an input layer (few taps, any image) with output positions in the
+// vector lanes: each task is one output row (n, p) and kRowChannels output channels, whose
+// blocks of 2 vectors of positions keep kRowChannels x 2 accumulators while the taps stream
+// past: per tap, two unaligned loads of the batch at the tap's offset and one broadcast weight
+// per channel. No packing (the blocked GEMM packs its B panels, which did not scale to 2
+// threads), and every store is a whole vector along an output row of y.
+void input_layer_rows(const Conv2dShape& s, const PaddedBatch& batch, const float* wt,
+                      const float* bias, float* y) {
+  const int64_t rs = s.R * s.S, blocks = s.K / kRowChannels;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t task = 0; task < s.N * s.P * blocks; ++task) {
+    const int64_t n = task / blocks / s.P, p = task / blocks % s.P;
+    const int64_t k0 = task % blocks * kRowChannels;
+    const int64_t r_lo = std::max<int64_t>(0, s.pad_h - p);  // kernel rows inside the image
+    const int64_t r_hi = std::min<int64_t>(s.R, s.H + s.pad_h - p);
+    const float* row = batch.data + (n * batch.period + p) * batch.Wp;
+    for (int64_t q0 = 0; q0 < s.Q; q0 += 2 * kVecWidth) {
+      vfloat acc[kRowChannels][2] = {};
+      for (int64_t c = 0; c < s.C; ++c)
+        for (int64_t r = r_lo; r < r_hi; ++r)
+          for (int64_t t = 0; t < s.S; ++t) {
+            const int64_t tap = c * rs + r * s.S + t;
+            const float* src = row + batch.tap_offset[tap] + q0;  // the plane's slack covers
+            const vfloat x0 = vload(src), x1 = vload(src + kVecWidth);  // reads past Q
+            const float* w = wt + tap * s.K + k0;
+#pragma GCC unroll 8
+            for (int k = 0; k < kRowChannels; ++k) {
+              vfloat wk = vbroadcast(w[k]);
+              asm("" : "+v"(wk));  // one broadcast (else each multiply-add loads its own)
+              acc[k][0] += wk * x0;
+              acc[k][1] += wk * x1;
+            }
+          }
+      for (int64_t k = 0; k < kRowChannels; ++k) {
+        float* dst = y + ((n * s.K + k0 + k) * s.P + p) * s.Q + q0;
+        const vfloat add = vbroadcast(bias ? bias[k0 + k] : 0.0f);
+        for (int v = 0; v < 2; ++v) {
+          const int64_t left = s.Q - q0 - v * kVecWidth;
+          if (left <= 0) break;
+          const __mmask16 lanes = left >= kVecWidth ? 0xFFFF : (1u << left) - 1;
+          _mm512_mask_storeu_ps(dst + v * kVecWidth, lanes, (__m512)(acc[k][v] + add));
+        }
+      }
+    }
+  }
+}
+#endif
+
 void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* weight,
                  const float* bias, float* y) {
   const int64_t crs = s.C * s.R * s.S;
@@ -102,6 +173,7 @@ void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* we
   for (int64_t k = 0; k < s.K; ++k)
     for (int64_t tap = 0; tap < crs; ++tap) wt[tap * s.K + k] = weight[k * crs + tap];
 #if defined(__AVX512F__)  // narrower vectors have 16 registers: too few to keep the inputs
+  if (input_layer_rows_apply(s)) return input_layer_rows(s, batch, wt, bias, y);
   if (s.S == 5) return direct_conv_rows<5>(s, batch, wt, bias, y);
   if (s.S == 3) return direct_conv_rows<3>(s, batch, wt, bias, y);
 #endif
@@ -122,9 +194,6 @@ void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* we
 // once and kept in a register (as in direct_conv_row), and each position costs two loads of dyT
 // for its 2 kT products.
 constexpr int64_t kWeightTaps = 5, kWeightChunkFloats = 8192, kWeightUnits = 16;
-// Input layers up to this many taps (C*R*S: 4 channels of 5x5) take the direct kernel on any
-// image size; the dot products of grad_weight_dot are faster on more.
-constexpr int64_t kMaxInputLayerTaps = 100;
 
 bool direct_grad_weight_pays_off(const Conv2dShape& s) {
   return PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8 &&

@@ -19,14 +19,15 @@ constexpr int64_t kOneThread = 64 * 64 * 64;
 // Below these, packing costs more than it saves (measured on AVX-512: the unpacked kernel is
 // 1.0-1.6x the packed one from 10x100x64 to 128x128x256).
 constexpr int64_t kSmallProduct = 1 << 22, kSmallTransposed = 64 * 64 * 64;
-// A shallow sum over few rows runs unpacked at any size: a column panel of op(B) (K x 48 floats,
-// at most 15 KB) stays in L1 while the row tiles pass over it, so B is read once, where it lies.
-// Packing it was the part of the blocked driver that did not speed up with a second thread
-// (per-thread packing time at 2 threads = the whole packing at 1, on the Xeon). In-process A/B,
-// unpacked vs blocked: 32x65536x75 2.2 vs 2.7 ms at 1 thread, 1.1 vs 1.9 ms at 2 (wall);
-// 8x262144x32, 64x16384x75, 128x16384x75, 256x16384x64 1.04-1.8x; but 0.9x at K = 96-128 (the
-// panel no longer stays in L1 beside A's rows) and 0.5x at K = 800.
-constexpr int64_t kUnpackedDepth = 80, kUnpackedRows = 256;
+// A shallow sum over few rows of A runs unpacked at any size: a column panel of B (K x 48
+// floats, at most 15 KB) stays in L1 while the row tiles pass over it, so B is read once, where
+// it lies. Packing it was the part of the blocked driver that did not speed up with a second
+// thread (per-thread packing time at 2 threads = the whole packing at 1, on the Xeon). In-process
+// A/B, unpacked / blocked time: 1 thread 0.64-0.90 for 8-32 rows (32x65536x75 2.2-2.6 vs
+// 2.7-2.9 ms), 0.99-1.08 for 64; 2 threads 0.6-0.96 for 40-64 rows (32x65536x75 1.1 vs 1.9 ms).
+// Not above 64 rows (1.18-1.39 at 96-256 rows, 1 thread), nor for A^T (1.24-1.34: its rows'
+// broadcasts stride through A), nor at K >= 96 (1.07-2: the panel no longer stays in L1).
+constexpr int64_t kUnpackedDepth = 80, kUnpackedRows = 64;
 // A B^T by dot products when the smaller of M, N is at most kDotMax and K >= 1024; A A^T only up
 // to kDotSymmetricMax rows, above which the blocked driver's upper triangle does better (on VGG's
 // Gram matrices, 1 thread: 1.4x at 128 channels, 1.1-1.7x at 256 and 512; 0.66x at 64).
@@ -43,7 +44,7 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   }
   const int64_t products = M * N * K;
   if (!trans_b && (products < kSmallProduct ||  // B's rows run along N
-                   (K <= kUnpackedDepth && M <= kUnpackedRows))) {
+                   (!trans_a && K <= kUnpackedDepth && M <= kUnpackedRows))) {
     small_gemm::gemm(M, N, K, alpha, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, ldb, beta, C,
                      ldc, 1, threads);
     return;

@@ -26,6 +26,11 @@ CASES = [
     ((1, 3, 35, 33), (64, 3, 3), 1, 1),  # VGG conv1_1 on an odd image
     ((2, 3, 33, 35), (32, 5, 5), 2, 2),  # an input layer with stride 2
     ((1, 2, 3, 130), (32, 3, 3), 1, (0, 1)),  # an input layer with a single output row
+    # Input layers of 64-100 taps (positions in the vector lanes): rows ending in part of a
+    # vector, 8 and 16 output channels, paddings from 0 to the kernel size less one.
+    ((2, 3, 19, 37), (32, 5, 5), 1, (2, 1)),
+    ((1, 4, 20, 21), (16, 4, 4), 1, (3, 0)),
+    ((2, 3, 9, 50), (8, 5, 5), 1, (0, 4)),
     ((4, 16, 20, 20), (24, 3, 3), 1, 1),
     ((8, 32, 24, 24), (200, 3, 3), 1, 1),  # spans the GEMM's cache blocks in every direction
 ]

@@ -45,10 +45,11 @@ def test_gemm_matches_reference(m, n, k, trans_a, trans_b):
 
 
 # Products above the small-product limit with a shallow sum over few rows, which also run unpacked
-# (K <= 80 and M <= 256 when B is not transposed): at both limits and one past each, fewer rows
-# than a tile, a sum of 1, and N not a multiple of the column panel (48) or of a vector.
+# (K <= 80 and M <= 64, neither operand transposed; the blocked driver otherwise): at both limits
+# and one past each, fewer rows than a tile, a sum of 1, N not a multiple of the column panel (48)
+# or of a vector.
 @pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("m,n,k", [(32, 2100, 80), (32, 2100, 81), (256, 300, 64), (257, 300, 64),
+@pytest.mark.parametrize("m,n,k", [(32, 2100, 80), (32, 2100, 81), (64, 1100, 64), (65, 1100, 64),
                                    (3, 30001, 50), (64, 70001, 1)])
 def test_gemm_shallow_products_match_reference(m, n, k, trans_a):
     rng = np.random.default_rng(m + n + k)

@@ -45,8 +45,10 @@ def conv_results(rng):
     out["direct y"] = y
     out["direct grad_x"], out["direct grad_weight"], _ = ops.conv2d_backward(
         normal(rng, *y.shape), x, w, 1, 2)
-    # grad_weight of an input layer: sums over fixed ranges of rows, across image boundaries.
+    # An input layer: the forward by rows of positions; grad_weight summed over fixed ranges of
+    # rows, across image boundaries.
     x, w = normal(rng, 3, 3, 37, 41), normal(rng, 32, 3, 5, 5)
+    out["input layer y"] = ops.conv2d(x, w, None, 1, 2)
     out["input layer grad_weight"] = ops.conv2d_backward(
         normal(rng, 3, 32, 37, 41), x, w, 1, 2, need_x=False, need_bias=False)[1]
     # Winograd: threads split the input transform by channel and the rest by output channel,
