@@ -328,18 +328,21 @@ void product_phase(const Plan& plan, const float* U, const float* V, Block blk, 
                              blk.t0 + k * kLanes, bias ? bias[o] : 0.0f, y);
 }
 
-// With many blocks, each thread takes whole blocks with buffers of its own: no barrier after
-// the filter transform (a descheduled thread on a busy machine delays only its own blocks).
-// With few, the threads share each block: the input transform split by input channel, then,
+// With two blocks per thread or more, each thread takes an equal share of the tiles in blocks
+// with buffers of its own: no barrier after the filter transform (a descheduled thread on a
+// busy machine delays only its own blocks), and no V written by one core and read by the other
+// (sharing the 6 blocks of VGG's conv3_1 that way cost 20% at 2 threads on the Xeon).
+// With fewer, the threads share each block: the input transform split by input channel, then,
 // after a barrier, the GEMMs and output transform by output-channel panel (V double-buffered so
-// that one barrier per block suffices).
+// that one barrier per block suffices); each thread then reads only half of U, which wins when
+// U outweighs V (conv4_1's 2 blocks: 3% faster than whole shares).
 template <class Tf>
 void winograd_conv(const Geometry& g, const float* x, const Filters& f, const float* bias,
                    float* y) {
   const Plan plan(g);
   const int threads = (int)std::max<int64_t>(
       1, std::min<int64_t>(num_threads(), std::max(plan.o_panels, g.I)));
-  const bool whole_blocks = plan.blocks >= 4 * threads;
+  const bool whole_blocks = plan.blocks >= std::max(4, 2 * threads);
   float* U = scratch(kFilterSlot, kXi * plan.u_xi_stride);
   float* V = whole_blocks ? nullptr : scratch(kInputSlot, 2 * plan.v_size());
   float* M = whole_blocks ? nullptr : scratch(kProductSlot, plan.m_size());
@@ -355,8 +358,8 @@ void winograd_conv(const Geometry& g, const float* x, const Filters& f, const fl
     if (whole_blocks) {
       float* my_v = scratch(kInputSlot, plan.v_size());
       float* my_m = scratch(kProductSlot, plan.m_size());
-      // Equal shares of kLanes-tile groups (whole blocks each would leave one thread a block
-      // more: 6 against 5 on cifar-cnn's 12-block layers), in blocks from the share's start.
+      // Equal shares of kLanes-tile groups, in blocks from the share's start (whole blocks
+      // each gave one thread 864 of cifar-cnn's 1600 tiles: 6 blocks against 5 and a short one).
       int64_t g_lo, g_hi;
       blocked::split_range((g.T + kLanes - 1) / kLanes, omp_get_num_threads(),
                            omp_get_thread_num(), g_lo, g_hi);

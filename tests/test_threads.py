@@ -51,15 +51,16 @@ def conv_results(rng):
     out["input layer y"] = ops.conv2d(x, w, None, 1, 2)
     out["input layer grad_weight"] = ops.conv2d_backward(
         normal(rng, 3, 32, 37, 41), x, w, 1, 2, need_x=False, need_bias=False)[1]
-    # Winograd: threads split the input transform by channel and the rest by output channel,
-    # over several blocks of tiles.
+    # Winograd with few blocks of tiles: threads split the input transform by channel and the
+    # rest by output channel, block by block.
     x, w = normal(rng, 2, 20, 70, 45), normal(rng, 40, 20, 3, 3)
     out["winograd y"] = y = ops.conv2d(x, w, None, 1, 1, algo="winograd")
     out["winograd grad_x"] = ops.conv2d_backward(normal(rng, *y.shape), x, w, 1, 1,
                                                  need_weight=False, need_bias=False,
                                                  algo="winograd")[0]
-    # F(2x2, 5x5): cifar-cnn's conv2 shape at a smaller batch.
-    x, w = normal(rng, 12, 32, 16, 16), normal(rng, 32, 32, 5, 5)
+    # F(2x2, 5x5): cifar-cnn's conv2 shape at a smaller batch; 5 blocks of tiles: each thread
+    # takes half of the 832 tiles, the second half starting inside a panel of the first.
+    x, w = normal(rng, 13, 32, 16, 16), normal(rng, 32, 32, 5, 5)
     out["winograd 5x5 y"] = y = ops.conv2d(x, w, None, 1, 2, algo="winograd")
     out["winograd 5x5 grad_x"] = ops.conv2d_backward(normal(rng, *y.shape), x, w, 1, 2,
                                                      need_weight=False, need_bias=False,
