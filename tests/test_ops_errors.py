@@ -126,6 +126,9 @@ CASES = [
     ("leaky relu backward bool slope", TypeError, "negative_slope",
      lambda: ops.leaky_relu_backward(x4, x4, np.bool_(False))),
     ("gemm bool alpha", TypeError, "alpha", lambda: ops.gemm(a23, b34, alpha=True)),
+    ("gemm alpha beyond float", ValueError, "alpha", lambda: ops.gemm(a23, b34, alpha=10**400)),
+    ("leaky relu slope beyond float", ValueError, "negative_slope",
+     lambda: ops.leaky_relu(x4, -(10**400))),
     # sizes beyond any array (2**63 would not even fit the kernels' int64)
     ("conv stride 2**63", ValueError, "stride", lambda: ops.conv2d(x4, w4, stride=2**63)),
     ("conv padding 2**70", ValueError, "padding", lambda: ops.conv2d(x4, w4, padding=(0, 2**70))),

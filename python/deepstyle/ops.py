@@ -100,7 +100,11 @@ def _real(value, name):
         return value
     if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a real number, got {value!r:.80}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int or Fraction beyond float's range (about 1.8e308)
+        raise ValueError(f"{name}: expected a real number within float range, got one too "
+                         f"large to convert ({type(value).__name__})") from None
 
 
 def _flag(value, name):
