@@ -72,7 +72,6 @@ void bind_max_pool_indices(py::module_& m) {
 // overhead. The GIL is kept for products too small for another Python thread to gain from it.
 PyObject* gemm_new(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   using Matrix = py::array_t<float, py::array::c_style>;
-  constexpr int64_t kKeepGil = int64_t{1} << 18;  // multiply-adds: a few microseconds
   if (nargs != 6) {
     PyErr_SetString(PyExc_TypeError, "gemm_new(a, b, trans_a, trans_b, alpha, beta): expected 6 "
                                      "positional arguments");
@@ -101,7 +100,7 @@ PyObject* gemm_new(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       ds::cpu::sgemm(trans_a, trans_b, M, N, K, alpha, ap, trans_a ? M : K, bp,
                      trans_b ? K : N, 0.0f, cp, N);
     };
-    if (M * N * K < kKeepGil) {
+    if (M * N * K < ds::cpu::kGemmOneThread) {
       multiply();
     } else {
       py::gil_scoped_release release;

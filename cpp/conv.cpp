@@ -523,8 +523,10 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     if (grad_bias) std::fill(grad_bias, grad_bias + s.K, 0.0f);
     return;
   }
-  // The direct grad_weight sums grad_bias too (the separate pass over grad_y below otherwise).
-  const bool direct_weight = grad_weight && s.C > 0 && direct_grad_weight_pays_off(s);
+  // The direct grad_weight sums grad_bias too (the separate pass over grad_y below otherwise);
+  // the whole-image branch below leaves grad_bias to that pass, so it must not count as direct.
+  const bool direct_weight =
+      grad_weight && s.C > 0 && !whole_image(s) && direct_grad_weight_pays_off(s);
   if (s.K == 0 || s.C == 0) {  // nothing flows between x and y: grad_x is zero, grad_weight empty
     if (grad_x) std::fill_n(grad_x, s.N * s.C * s.H * s.W, 0.0f);
   } else if (whole_image(s)) {

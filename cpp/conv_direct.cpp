@@ -42,9 +42,13 @@ bool input_layer_rows_apply(const Conv2dShape& s) {
 #endif
 }
 
+// The shapes the 32/64-output-channel kernels (forward and grad_weight) are written for.
+bool direct_channels_fit(const Conv2dShape& s) {
+  return PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8;
+}
+
 bool direct_conv_pays_off(const Conv2dShape& s) {
-  return (PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8 &&
-          s.C * s.R * s.S >= 256) ||
+  return (direct_channels_fit(s) && s.C * s.R * s.S >= 256) ||
          input_layer_rows_apply(s);
 }
 
@@ -196,8 +200,7 @@ void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* we
 constexpr int64_t kWeightTaps = 5, kWeightChunkFloats = 8192, kWeightUnits = 16;
 
 bool direct_grad_weight_pays_off(const Conv2dShape& s) {
-  return PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8 &&
-         (s.P * s.Q <= 256 || s.C * s.R * s.S <= kMaxInputLayerTaps);
+  return direct_channels_fit(s) && (s.P * s.Q <= 256 || s.C * s.R * s.S <= kMaxInputLayerTaps);
 }
 
 // Accumulator sets of weight_row: with fewer than 4 taps, 2 sets (even and odd positions) keep

@@ -14,8 +14,6 @@
 namespace ds::cpu {
 namespace {
 
-// Below this many multiply-adds a product is not worth waking the thread team for.
-constexpr int64_t kOneThread = 64 * 64 * 64;
 // Below these, packing costs more than it saves (measured on AVX-512: the unpacked kernel is
 // 1.0-1.6x the packed one from 10x100x64 to 128x128x256).
 constexpr int64_t kSmallProduct = 1 << 22, kSmallTransposed = 64 * 64 * 64;
@@ -87,7 +85,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 }
 
 int gemm_threads(int64_t multiply_adds) {
-  return multiply_adds < kOneThread ? 1 : num_threads();
+  return multiply_adds < kGemmOneThread ? 1 : num_threads();
 }
 
 }  // namespace ds::cpu

@@ -11,6 +11,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
 
+// Below this many multiply-adds (a few microseconds) a product runs on one thread: waking the
+// thread team, or releasing the GIL for another Python thread, costs more than it saves.
+constexpr int64_t kGemmOneThread = 64 * 64 * 64;
+
 // Threads for a product of this many multiply-adds: one for small ones, where waking the thread
 // team costs more than it saves; else the configured count.
 int gemm_threads(int64_t multiply_adds);

@@ -22,8 +22,9 @@ namespace {
 constexpr int kLanes = kVecWidth;
 typedef int32_t vint __attribute__((vector_size(kLanes * sizeof(int32_t))));
 
-// Planes of at most this many cells take the lane kernels: the scratch of one block is then
-// 64 KiB at most, in L2, and the row kernels' per-row overheads dominate up to there.
+// Planes of at most this many cells take the lane kernels: the scratch of one block (at most
+// 3 planes' worth of vectors, 192 KiB with AVX-512, in max_backward) then stays in L2, and the
+// row kernels' per-row overheads dominate up to there.
 constexpr int64_t kMaxCells = 1024;
 
 // One butterfly stage of the transpose: swaps bit B of the row index with bit B of the lane.
@@ -46,24 +47,19 @@ inline void transpose_stage(vfloat* r) {
 // r[i][j] <- r[j][i].
 inline void transpose(vfloat* r) { transpose_stage<1>(r); }
 
-// cells[c] lane i = src[i * plane + c] (its ReLU with relu_in; with mask, a tensor shaped like
-// src, only where mask > 0, else 0) for the n planes of the block, 0 in the lanes beyond.
-void planes_to_lanes(const float* src, int64_t plane, int n, bool relu_in, const float* mask,
-                     vfloat* cells) {
+// cells[c] lane i = src[i * plane + c] (its ReLU with relu_in) for the n planes of the block,
+// 0 in the lanes beyond.
+void planes_to_lanes(const float* src, int64_t plane, int n, bool relu_in, vfloat* cells) {
   int64_t c = 0;
   vfloat r[kLanes];
   for (; c + kLanes <= plane; c += kLanes) {
-    for (int i = 0; i < kLanes; ++i) {
-      r[i] = i < n ? vload(src + i * plane + c) : vfloat{};
-      if (mask && i < n) r[i] = vload(mask + i * plane + c) > 0 ? r[i] : vfloat{};
-    }
+    for (int i = 0; i < kLanes; ++i) r[i] = i < n ? vload(src + i * plane + c) : vfloat{};
     transpose(r);
     for (int j = 0; j < kLanes; ++j) cells[c + j] = relu_in ? relu(r[j]) : r[j];
   }
   for (; c < plane; ++c) {
     vfloat v = vfloat{};
-    for (int i = 0; i < n; ++i)
-      v[i] = !mask || mask[i * plane + c] > 0 ? src[i * plane + c] : 0.0f;
+    for (int i = 0; i < n; ++i) v[i] = src[i * plane + c];
     cells[c] = relu_in ? relu(v) : v;
   }
 }
@@ -156,7 +152,7 @@ void max_forward_blocks(const Pool2dShape& s, bool relu_after, const float* x, f
   const int64_t plane = s.H * s.W, out_plane = s.P * s.Q;
   for_each_block(s, plane + 2 * out_plane, [&](int64_t first, int n, vfloat* scratch) {
     vfloat *cells = scratch, *best_of = cells + plane, *at_of = best_of + out_plane;
-    planes_to_lanes(x + first * plane, plane, n, false, nullptr, cells);
+    planes_to_lanes(x + first * plane, plane, n, false, cells);
     for (int64_t p = 0; p < s.P; ++p) {
       for (int64_t q = 0; q < s.Q; ++q) {
         vfloat best;
@@ -211,7 +207,7 @@ void avg_forward(const Pool2dShape& s, bool count_include_pad, bool relu_before,
   with_kernel_size(s, [&](auto kh, auto kw) {
     for_each_block(s, plane + out_plane, [&](int64_t first, int n, vfloat* scratch) {
       vfloat *cells = scratch, *mean_of = cells + plane;
-      planes_to_lanes(x + first * plane, plane, n, relu_before, nullptr, cells);
+      planes_to_lanes(x + first * plane, plane, n, relu_before, cells);
       for (int64_t p = 0; p < s.P; ++p) {
         const Span& rows = win.rows[p];
         for (int64_t q = 0; q < s.Q; ++q) {
@@ -235,7 +231,7 @@ void avg_backward(const Pool2dShape& s, bool count_include_pad, const float* gra
   const int64_t plane = s.H * s.W, out_plane = s.P * s.Q;
   for_each_block(s, plane + out_plane + s.W, [&](int64_t first, int n, vfloat* scratch) {
     vfloat *gx = scratch, *gy = gx + plane, *spread = gy + out_plane;
-    planes_to_lanes(grad_y + first * out_plane, out_plane, n, false, nullptr, gy);
+    planes_to_lanes(grad_y + first * out_plane, out_plane, n, false, gy);
     for (int64_t c = 0; c < plane; ++c) gx[c] = vfloat{};
     for (int64_t p = 0; p < s.P; ++p) {
       const Span& rows = win.rows[p];
@@ -266,8 +262,8 @@ void max_backward(const Pool2dShape& s, bool relu_after, const float* grad_y, co
   with_kernel_size(s, [&](auto kh, auto kw) {
     for_each_block(s, 2 * plane + out_plane, [&](int64_t first, int n, vfloat* scratch) {
       vfloat *gx = scratch, *gy = gx + plane, *cells = gy + out_plane;
-      planes_to_lanes(grad_y + first * out_plane, out_plane, n, false, nullptr, gy);
-      planes_to_lanes(x + first * plane, plane, n, false, nullptr, cells);
+      planes_to_lanes(grad_y + first * out_plane, out_plane, n, false, gy);
+      planes_to_lanes(x + first * plane, plane, n, false, cells);
       for (int64_t c = 0; c < plane; ++c) gx[c] = vfloat{};
       for (int64_t p = 0; p < s.P; ++p) {
         const Span& rows = win.rows[p];

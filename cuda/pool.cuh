@@ -82,6 +82,10 @@ __global__ void pool_backward(Pool2dShape s, bool is_max, bool count_include_pad
   const int64_t total = s.N * s.C * s.H * s.W;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (int64_t)gridDim.x * blockDim.x) {
+    if (relu_fused && !(x[i] > 0.0f)) {  // the fused ReLU's mask: no gradient reaches this cell
+      grad_x[i] = 0.0f;
+      continue;
+    }
     const int64_t plane = i / (s.H * s.W), h = i / s.W % s.H, w = i % s.W;
     const float* gy = grad_y + plane * s.P * s.Q;
     int64_t p0, p1, q0, q1;
@@ -93,8 +97,7 @@ __global__ void pool_backward(Pool2dShape s, bool is_max, bool count_include_pad
       for (int64_t q = q0; q <= q1; ++q) {
         const Span cols = window(q, s.W, s.kernel_w, s.stride_w, s.pad_w);
         if (is_max) {
-          if (window_argmax(x + plane * s.H * s.W, s.W, rows, cols) == h * s.W + w &&
-              (!relu_fused || x[i] > 0.0f))
+          if (window_argmax(x + plane * s.H * s.W, s.W, rows, cols) == h * s.W + w)
             sum += gy[p * s.Q + q];
         } else {
           const int64_t d = divisor(rows, cols, count_include_pad);
@@ -102,7 +105,7 @@ __global__ void pool_backward(Pool2dShape s, bool is_max, bool count_include_pad
         }
       }
     }
-    grad_x[i] = !is_max && relu_fused && !(x[i] > 0.0f) ? 0.0f : sum;
+    grad_x[i] = sum;
   }
 }
 
