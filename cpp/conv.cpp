@@ -16,12 +16,13 @@
 // with 1-4 output channels (grad_x of RGB input layers) skip the GEMM for a direct kernel on
 // that layout, and so do convolutions with 32 or 64 output channels and at least 256 taps
 // (CIFAR-10's layers, VGG's conv1_2, and their grad_x), with output channels in the vector
-// lanes; grad_weight of such small images and of input layers likewise. A kernel covering the
+// lanes, and input layers of 64-100 taps, with output positions in the lanes; grad_weight of
+// small images and of input layers with 32 or 64 output channels likewise. A kernel covering the
 // whole unpadded image is a fully connected layer: plain sgemm calls. Every output element is
 // summed in a fixed order whatever the thread count (grad_bias: in double per channel, from
 // float row sums where the direct grad_weight makes it), so results are bitwise identical from
-// run to run. The direct kernels of 32 or 64 output channels are in conv_direct.cpp, what they
-// share with this file (PaddedBatch, scratch buffers) in conv_padded.h.
+// run to run. The direct kernels are in conv_direct.cpp, what they share with this file
+// (PaddedBatch, scratch buffers) in conv_padded.h.
 #include "conv.h"
 
 #include <algorithm>
