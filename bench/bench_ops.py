@@ -172,10 +172,8 @@ GROUPS = {"gemm": gemm_cases, "conv": conv_cases, "pool": pool_cases, "gram": gr
 
 
 def blas_kernel():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown (threadpoolctl not installed)"
+    from threadpoolctl import threadpool_info
+
     infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
     return ", ".join(f"{i.get('internal_api')} {i.get('architecture')}" for i in infos) or "none"
 
@@ -195,9 +193,10 @@ def main():
         torch.set_num_threads(args.threads)
     try:
         from threadpoolctl import threadpool_limits
-        threadpool_limits(args.threads)
-    except ImportError:
-        pass
+    except ImportError:  # OpenBLAS would run on every core: a NumPy column at the wrong count
+        parser.error("NumPy's BLAS threads are set through threadpoolctl, which is not "
+                     "installed: pip install threadpoolctl")
+    threadpool_limits(args.threads)
     rng = np.random.default_rng(0)
     print(f"deepstyle {deepstyle.__version__}, {args.threads} threads, "
           f"{'CPU' if args.cpu_time else 'wall'} time; NumPy {np.__version__} "

@@ -1,7 +1,9 @@
-// The direct convolution kernels of 32 or 64 output channels on a PaddedBatch, output channels
+// The direct convolution kernels on a PaddedBatch. With 32 or 64 output channels, output channels
 // in the vector lanes: the forward pass (CIFAR-10's 5x5 layers, VGG's conv1_2, and their grad_x
 // through the flipped forward) and grad_weight (small images, and input layers of few taps on
-// any image). No packing: each input is broadcast from the batch at a fixed offset per tap.
+// any image); no packing, each input is broadcast from the batch at a fixed offset per tap.
+// With output positions in the lanes (AVX-512): the forward pass of input layers of 64-100 taps
+// and any multiple of 8 output channels (CIFAR-10's conv1), loading vectors of the batch.
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -144,8 +146,8 @@ void input_layer_rows(const Conv2dShape& s, const PaddedBatch& batch, const floa
         for (int64_t r = r_lo; r < r_hi; ++r)
           for (int64_t t = 0; t < s.S; ++t) {
             const int64_t tap = c * rs + r * s.S + t;
-            const float* src = row + batch.tap_offset[tap] + q0;  // the plane's slack covers
-            const vfloat x0 = vload(src), x1 = vload(src + kVecWidth);  // reads past Q
+            const float* src = row + batch.tap_offset[tap] + q0;  // reads past Q: see
+            const vfloat x0 = vload(src), x1 = vload(src + kVecWidth);  // kReadSlack
             const float* w = wt + tap * s.K + k0;
 #pragma GCC unroll 8
             for (int k = 0; k < kRowChannels; ++k) {
@@ -270,8 +272,8 @@ void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dy
 // dyt[(row - row0) * Q + q][k] = grad_y[n, k0 + k, p, q] for output rows row = (n, p) in
 // [row0, row1) and k < kDirectGroup; with bias_sums, each row's sum per channel (in float along
 // the row, in two chains) is added to bias_sums[k] in double.
-static void transpose_output_rows(const Conv2dShape& s, const float* grad_y, int64_t k0, int64_t row0,
-                           int64_t row1, float* dyt, double* bias_sums) {
+static void transpose_output_rows(const Conv2dShape& s, const float* grad_y, int64_t k0,
+                                  int64_t row0, int64_t row1, float* dyt, double* bias_sums) {
   constexpr int64_t G = kDirectGroup;
   const int64_t pq = s.P * s.Q;
   for (int64_t row = row0; row < row1; ++row) {

@@ -1,6 +1,6 @@
 // What the convolution kernels of conv.cpp and conv_direct.cpp share: per-thread scratch
 // buffers, the zero-framed batch layout of stride-1 convolutions (PaddedBatch), a 16x16
-// transpose, and the direct kernels of 32 or 64 output channels (conv_direct.cpp).
+// transpose, and the direct kernels of conv_direct.cpp (32 or 64 output channels; input layers).
 #pragma once
 
 #include <algorithm>
@@ -8,7 +8,6 @@
 #include <cstring>
 #include <vector>
 
-#include "gemm_blocked.h"
 #include "shapes.h"
 #include "simd.h"
 #include "threads.h"
@@ -26,9 +25,14 @@ float* scratch(ScratchSlot slot, int64_t n);
 // padding of the next) and each image by pad_h zero rows (likewise shared), plus one leading
 // zero row. Output position (n, p, q) becomes the "virtual" column u = (n*period + p)*Wp + q;
 // columns with p >= P or q >= Q are computed but not stored.
-// Floats past a plane's last virtual column that kernels may read, unused: a GEMM panel (NR) or
-// few_channel_block's whole-vector block (at most 8 vectors), from the last tap's offset.
-constexpr int64_t kReadSlack = std::max<int64_t>(blocked::NR, 8 * kVecWidth);
+// Kernels that compute whole vectors of positions also read, at every tap, the inputs of
+// positions they do not store: along an output row, direct_conv_rows up to position Q + 6 and
+// input_layer_rows up to Q + 30 (conv_direct.cpp), reading on into the next rows of the plane;
+// over the virtual columns, few_channel_block (conv.cpp) whole blocks of up to 8 vectors and
+// grad_weight_dot (conv.cpp) whole vectors. From the last tap's offset, reads so run past the
+// plane's last virtual column by less than kReadSlack floats (the last output row's by at most
+// 31), which the plane holds after its rows (the leading zero row, the images, R + 1 more).
+constexpr int64_t kReadSlack = 8 * kVecWidth;
 
 struct PaddedBatch {
   const Conv2dShape& s;
@@ -125,8 +129,9 @@ inline void transpose_16x16(const float* const row[16], float* dst, int64_t ld_d
 }
 #endif
 
-// Forward convolution with 32 or 64 output channels, output channels in the vector lanes
-// (conv_direct.cpp), where it pays off.
+// Forward convolution by the direct kernels of conv_direct.cpp, where they pay off: 32 or 64
+// output channels and at least 256 taps, output channels in the vector lanes, or (AVX-512) an
+// input layer of 64-100 taps and a multiple of 8 output channels, output positions in the lanes.
 bool direct_conv_pays_off(const Conv2dShape& s);
 void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* weight,
                  const float* bias, float* y);

@@ -44,17 +44,35 @@ using blocked::NR;
 using namespace winograd;
 constexpr int64_t kSkew = 16;  // floats: one cache line
 
-// A convolution with an r x r kernel, stride 1, in m x m output tiles: in (N, I, H, W) ->
-// out (N, O, P, Q).
+// A convolution with an r x r kernel, stride 1, in m x m output tiles (those of the transform
+// Tf): in (N, I, H, W) -> out (N, O, P, Q).
 struct Geometry {
-  int64_t m, r, N, I, H, W, O, pad_h, pad_w, P, Q;
+  int64_t N, I, H, W, O, pad_h, pad_w, P, Q;
   int64_t TY, TX, T;  // tile rows and columns per image, tiles in all
-  Geometry(int64_t tile, int64_t kernel, int64_t n, int64_t i, int64_t h, int64_t w, int64_t o,
-           int64_t ph, int64_t pw)
-      : m(tile), r(kernel), N(n), I(i), H(h), W(w), O(o), pad_h(ph), pad_w(pw),
-        P(h + 2 * ph - (r - 1)), Q(w + 2 * pw - (r - 1)), TY((P + m - 1) / m),
-        TX((Q + m - 1) / m), T(n * TY * TX) {}
+  template <class Tf>
+  Geometry(Tf, int64_t n, int64_t i, int64_t h, int64_t w, int64_t o, int64_t ph, int64_t pw)
+      : N(n), I(i), H(h), W(w), O(o), pad_h(ph), pad_w(pw), P(h + 2 * ph - (Tf::r - 1)),
+        Q(w + 2 * pw - (Tf::r - 1)), TY((P + Tf::m - 1) / Tf::m), TX((Q + Tf::m - 1) / Tf::m),
+        T(n * TY * TX) {}
 };
+
+// fn(Tf{}) for Tf the transform of s's kernel, F(4x4, 3x3) or F(2x2, 5x5): the one place that
+// picks it (and so the tile size).
+template <class Fn>
+auto with_transform(const Conv2dShape& s, Fn fn) {
+  return s.R == 3 ? fn(F4x4_3x3{}) : fn(F2x2_5x5{});
+}
+
+// The convolutions that the forward pass and grad_x run (grad_x: grad_y (N, K, P, Q) with the
+// flipped filters and padding r - 1 - pad, back to (N, C, H, W)).
+template <class Tf>
+Geometry forward_geometry(Tf tf, const Conv2dShape& s) {
+  return Geometry(tf, s.N, s.C, s.H, s.W, s.K, s.pad_h, s.pad_w);
+}
+template <class Tf>
+Geometry grad_x_geometry(Tf tf, const Conv2dShape& s) {
+  return Geometry(tf, s.N, s.K, s.P, s.Q, s.C, s.R - 1 - s.pad_h, s.R - 1 - s.pad_w);
+}
 
 // The filters as (output channel o, input channel i, tap): forward reads weight[o][i][a][b];
 // grad_x reads weight[i][o][r-1-a][r-1-b].
@@ -398,9 +416,6 @@ bool winograd_applies(const Conv2dShape& s) {
 
 namespace {
 
-// Side of the output tiles: F(4x4, 3x3) or F(2x2, 5x5).
-int64_t tile_side(const Conv2dShape& s) { return s.R == 3 ? F4x4_3x3::m : F2x2_5x5::m; }
-
 // With few channels the transforms outweigh the GEMMs; with few tiles the filter transform
 // (36 floats per filter, written and read once: 38 MB for 512 x 512 channels) does. Measured
 // (Xeon, one thread): 256 or 512 channels break even at 16 tiles (a 16x16 image) and run 1.5x
@@ -409,39 +424,38 @@ int64_t tile_side(const Conv2dShape& s) { return s.R == 3 ? F4x4_3x3::m : F2x2_5
 // about twice the tiles to repay a large filter transform; against the direct 5x5 kernels it
 // pays from 8 channels: 1.3-1.9x faster on 8-256 channels and 4x4 to 32x32 images, 0.4-0.6x
 // on 3 input channels (cifar-cnn's first layer) or 1-8 tiles.
-bool winograd_pays_off(const Conv2dShape& s, int64_t out_h, int64_t out_w) {
-  const int64_t m = tile_side(s), tiles = s.N * ((out_h + m - 1) / m) * ((out_w + m - 1) / m);
+bool winograd_pays_off(const Conv2dShape& s, const Geometry& g) {
   const int64_t filter_bytes = kXi * 4 * s.C * s.K, min_channels = s.R == 5 ? 8 : 16,
                 enough_tiles = s.R == 5 ? 32 : 20;
   return winograd_applies(s) && s.C >= min_channels && s.K >= min_channels &&
-         (tiles >= enough_tiles || (tiles >= 16 && filter_bytes <= (1 << 20)));
-}
-
-void winograd_conv(const Geometry& g, const float* x, const Filters& f, const float* bias,
-                   float* y) {
-  if (g.r == 3)
-    winograd_conv<F4x4_3x3>(g, x, f, bias, y);
-  else
-    winograd_conv<F2x2_5x5>(g, x, f, bias, y);
+         (g.T >= enough_tiles || (g.T >= 16 && filter_bytes <= (1 << 20)));
 }
 
 }  // namespace
 
-bool winograd_pays_off_forward(const Conv2dShape& s) { return winograd_pays_off(s, s.P, s.Q); }
+bool winograd_pays_off_forward(const Conv2dShape& s) {
+  return with_transform(s, [&](auto tf) { return winograd_pays_off(s, forward_geometry(tf, s)); });
+}
 
-bool winograd_pays_off_grad_x(const Conv2dShape& s) { return winograd_pays_off(s, s.H, s.W); }
+bool winograd_pays_off_grad_x(const Conv2dShape& s) {
+  return with_transform(s, [&](auto tf) { return winograd_pays_off(s, grad_x_geometry(tf, s)); });
+}
 
 void winograd_forward(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                       float* y) {
-  const Geometry g(tile_side(s), s.R, s.N, s.C, s.H, s.W, s.K, s.pad_h, s.pad_w);
-  winograd_conv(g, x, Filters{weight, s.C * s.R * s.S, s.R * s.S, false}, bias, y);
+  with_transform(s, [&](auto tf) {
+    winograd_conv<decltype(tf)>(forward_geometry(tf, s), x,
+                                Filters{weight, s.C * s.R * s.S, s.R * s.S, false}, bias, y);
+  });
 }
 
 void winograd_grad_x(const Conv2dShape& s, const float* grad_y, const float* weight,
                      float* grad_x) {
-  const Geometry g(tile_side(s), s.R, s.N, s.K, s.P, s.Q, s.C, s.R - 1 - s.pad_h,
-                   s.R - 1 - s.pad_w);
-  winograd_conv(g, grad_y, Filters{weight, s.R * s.S, s.C * s.R * s.S, true}, nullptr, grad_x);
+  with_transform(s, [&](auto tf) {
+    winograd_conv<decltype(tf)>(grad_x_geometry(tf, s), grad_y,
+                                Filters{weight, s.R * s.S, s.C * s.R * s.S, true}, nullptr,
+                                grad_x);
+  });
 }
 
 }  // namespace ds::cpu

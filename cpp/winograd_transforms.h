@@ -135,19 +135,32 @@ inline vfloat patch_column(const vfloat* row) {
 
 typedef int vint __attribute__((vector_size(kVecWidth * sizeof(int))));
 
-// d[r * 6 + j] = the j-th column of row r of the patches of kLanes adjacent tiles, in the lanes
-// where `mine` is set (all by default).
-template <int M>
-inline void patch_columns(const vfloat (*rows)[kRowVectors<M>], vfloat* d, vint mine = ~vint{}) {
+// put(d[r * 6 + j], c) for c the j-th column of row r of the patches of kLanes adjacent tiles.
+template <int M, class Put>
+inline void for_patch_columns(const vfloat (*rows)[kRowVectors<M>], vfloat* d, Put put) {
   for (int r = 0; r < kAlpha; ++r) {
     vfloat* out = d + r * kAlpha;
-    out[0] = mine ? patch_column<M, 0>(rows[r]) : out[0];
-    out[1] = mine ? patch_column<M, 1>(rows[r]) : out[1];
-    out[2] = mine ? patch_column<M, 2>(rows[r]) : out[2];
-    out[3] = mine ? patch_column<M, 3>(rows[r]) : out[3];
-    out[4] = mine ? patch_column<M, 4>(rows[r]) : out[4];
-    out[5] = mine ? patch_column<M, 5>(rows[r]) : out[5];
+    put(out[0], patch_column<M, 0>(rows[r]));
+    put(out[1], patch_column<M, 1>(rows[r]));
+    put(out[2], patch_column<M, 2>(rows[r]));
+    put(out[3], patch_column<M, 3>(rows[r]));
+    put(out[4], patch_column<M, 4>(rows[r]));
+    put(out[5], patch_column<M, 5>(rows[r]));
   }
+}
+
+// d[r * 6 + j] = the j-th column of row r of the patches of kLanes adjacent tiles, every lane
+// (d may be uninitialised).
+template <int M>
+inline void patch_columns(const vfloat (*rows)[kRowVectors<M>], vfloat* d) {
+  for_patch_columns<M>(rows, d, [](vfloat& out, vfloat column) { out = column; });
+}
+
+// The same in the lanes where `mine` is set; the others keep d's values.
+template <int M>
+inline void patch_columns(const vfloat (*rows)[kRowVectors<M>], vfloat* d, vint mine) {
+  for_patch_columns<M>(rows, d,
+                       [mine](vfloat& out, vfloat column) { out = mine ? column : out; });
 }
 
 #if defined(__AVX512F__)

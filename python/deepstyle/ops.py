@@ -11,17 +11,21 @@ export the same function table (``cpp/bind_kernels.h``).
 
 Inputs may be any real numeric array; they are converted to C-contiguous float32, copying only
 when needed.
+
+The argument checks are in ``ops_args.py``, the pooling ops in ``ops_pool.py`` (exported here).
 """
 
 from __future__ import annotations
-
-import numbers
 
 import numpy as np
 
 from . import backend as _backend
 from . import _cpu
-from .backend import array_module, kernels
+from .backend import kernels
+from .ops_args import (_allocate, _as_float32, _check_ndim, _check_nonempty_maps, _check_output,
+                       _check_shape, _flag, _pair, _real)
+from .ops_pool import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
+                       pool2d_output_size)
 
 __all__ = [
     "gemm",
@@ -47,131 +51,6 @@ __all__ = [
     "sgd_update",
     "adam_update",
 ]
-
-
-# --- argument checking and backend dispatch ---------------------------------------------------
-
-
-def _as_float32(array, name):
-    """``array`` as a C-contiguous float32 array of its own library (NumPy or CuPy)."""
-    if type(array) is np.ndarray and array.dtype == np.float32 and array.flags.c_contiguous:
-        return array  # already what the kernels take: skip the checks below (per-call cost)
-    xp = array_module(array)
-    if not isinstance(array, (np.ndarray, numbers.Number)) and xp is np:
-        if isinstance(array, (list, tuple)):
-            array = np.asarray(array)
-        else:
-            raise TypeError(
-                f"{name}: expected a NumPy or CuPy array, got {type(array).__name__}"
-            )
-    dtype = np.dtype(array.dtype) if hasattr(array, "dtype") else np.asarray(array).dtype
-    if dtype.kind not in "fiu":
-        raise TypeError(
-            f"{name}: expected a real (floating-point or integer) array, got dtype {dtype}"
-        )
-    # asarray, not ascontiguousarray, which would turn a 0-d array into shape (1,)
-    return xp.asarray(array, dtype=xp.float32, order="C")
-
-
-def _check_ndim(array, ndim, name, layout):
-    if array.ndim != ndim:
-        raise ValueError(
-            f"{name}: expected a {ndim}-D array {layout}, got {array.ndim}-D with shape "
-            f"{tuple(array.shape)}"
-        )
-
-
-def _check_shape(array, shape, name):
-    if tuple(array.shape) != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(array.shape)}")
-
-
-def _check_nonempty_maps(x):
-    """x must be (N, C, H, W) with H, W >= 1: a window or a mean over no cells is undefined."""
-    _check_ndim(x, 4, "x", "(N, C, H, W)")
-    if x.shape[2] == 0 or x.shape[3] == 0:
-        raise ValueError(
-            f"x: expected feature maps of at least 1x1, got x.shape={tuple(x.shape)}"
-        )
-
-
-def _real(value, name):
-    if type(value) is float:  # the common case, kept cheap (isinstance of an ABC is not)
-        return value
-    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a real number, got {value!r:.80}")
-    try:
-        return float(value)
-    except OverflowError:  # an int or Fraction beyond float's range (about 1.8e308)
-        raise ValueError(f"{name}: expected a real number within float range, got one too "
-                         f"large to convert ({type(value).__name__})") from None
-
-
-def _flag(value, name):
-    """A yes/no option: True or False only (a string such as 'no' would otherwise be true)."""
-    if value is True or value is False:
-        return value
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected True or False, got {value!r:.80}")
-    return bool(value)
-
-
-# Strides, paddings and kernel sizes beyond this describe no array that fits in memory, and
-# the kernels' int64 size arithmetic (padded sizes, window positions) stays exact below it.
-_MAX_GEOMETRY = 1 << 40
-
-
-def _allocate(xp, shape, cause):
-    """A new float32 array of ``shape``, or a ValueError that starts with ``cause`` (the
-    argument that made it that large, and its value)."""
-    try:
-        return xp.empty(shape, dtype=xp.float32)
-    except (ValueError, MemoryError):
-        count = 1
-        for n in shape:
-            count *= n
-        raise ValueError(f"{cause}: expected a result that can be allocated, got one of shape "
-                         f"{tuple(shape)} ({count * 4} bytes)") from None
-
-
-def _check_output(c, xp, shape, inputs, name="c"):
-    """``c`` (the argument ``name``) must be a writeable C-contiguous float32 array of
-    ``shape`` that none of the ``inputs`` overlaps (the kernel reads them while it writes c)."""
-    if not isinstance(c, xp.ndarray):
-        raise TypeError(f"{name}: expected a writeable C-contiguous float32 array, got "
-                        f"{type(c).__name__}")
-    writeable = getattr(c.flags, "writeable", True)  # CuPy arrays are always writeable
-    if c.dtype != xp.float32 or not c.flags.c_contiguous or not writeable:
-        raise TypeError(
-            f"{name}: expected a writeable C-contiguous float32 array, got dtype {c.dtype}, "
-            f"c_contiguous={c.flags.c_contiguous}, writeable={writeable}"
-        )
-    _check_shape(c, shape, name)
-    for other, array in inputs.items():
-        if xp.shares_memory(c, array):
-            raise ValueError(f"{name}: must not share memory with {other}")
-
-
-def _pair(value, name, minimum):
-    """An int or an (h, w) pair of ints, each at least ``minimum``, as a tuple (h, w)."""
-    if type(value) is int and minimum <= value <= _MAX_GEOMETRY:  # the common case, kept cheap
-        return value, value
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    elif (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool) for v in value)
-    ):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise TypeError(f"{name}: expected an int or a pair of ints (h, w), got {value!r:.80}")
-    if min(pair) < minimum:
-        kind = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{name}: expected {kind} values, got {value!r}")
-    if max(pair) > _MAX_GEOMETRY:
-        raise ValueError(f"{name}: expected values of at most 2**40, got {value!r}")
-    return pair
 
 
 # --- GEMM -------------------------------------------------------------------------------------
@@ -319,145 +198,6 @@ def conv2d_backward(grad_y, x, weight, stride=1, padding=0, *, need_x=True, need
     grad_bias = xp.empty(weight.shape[:1], dtype=xp.float32) if need_bias else None
     backend.conv2d_backward(grad_y, x, weight, grad_x, grad_weight, grad_bias, geometry, code)
     return grad_x, grad_weight, grad_bias
-
-
-# --- pooling ----------------------------------------------------------------------------------
-
-
-def pool2d_output_size(input_hw, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """(P, Q) of a pooling, exactly as PyTorch computes it (including ceil mode's rule that
-    the last window must start inside the input or its left padding)."""
-    kernel = _pair(kernel_size, "kernel_size", 1)
-    stride = kernel if stride is None else _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    out = []
-    for size, k, s, p in zip(input_hw, kernel, stride, padding):
-        span = size + 2 * p - k
-        n = (span + (s - 1 if ceil_mode else 0)) // s + 1
-        if ceil_mode and (n - 1) * s >= size + p:
-            n -= 1
-        out.append(n)
-    return tuple(out)
-
-
-def _pool_args(x, kernel_size, stride, padding, ceil_mode):
-    _flag(ceil_mode, "ceil_mode")
-    x = _as_float32(x, "x")
-    _check_nonempty_maps(x)
-    kernel = _pair(kernel_size, "kernel_size", 1)
-    stride = kernel if stride is None else _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(
-            f"padding: expected at most half the kernel size {kernel}, got {padding}"
-        )
-    padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
-    if kernel[0] > padded[0] or kernel[1] > padded[1]:
-        raise ValueError(
-            f"kernel_size: expected a kernel no larger than the padded input {padded} "
-            f"(x.shape={tuple(x.shape)}, padding={padding}), got {kernel}"
-        )
-    out = pool2d_output_size(x.shape[2:], kernel, stride, padding, ceil_mode)
-    # Field order of ds::Pool2dShape: N, C, H, W, kernel, stride, padding, P, Q.
-    return x, (*x.shape, *kernel, *stride, *padding, *out)
-
-
-def _pool_output(x, geometry, xp):
-    return _allocate(xp, (*x.shape[:2], *geometry[-2:]), "x")
-
-
-def _pool_grad(grad_y, x, geometry):
-    grad_y = _as_float32(grad_y, "grad_y")
-    _check_shape(grad_y, (*x.shape[:2], *geometry[-2:]), "grad_y")
-    return grad_y
-
-
-def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
-               return_indices=False, relu_after=False):
-    """Max pooling; stride defaults to the kernel size, padding counts as -inf.
-
-    With ``return_indices`` (NumPy arrays only), returns ``(y, indices)``: int32 indices of
-    y's shape, each the position ``h * W + w`` in its (H, W) plane of the maximum that
-    :func:`max_pool2d_backward` routes the gradient to (PyTorch's convention and tie rule);
-    passing them to the backward makes it a scatter instead of a search.
-
-    ``relu_after``: ``relu(max_pool2d(x))`` in one pass (the indices stay the max-pool's).
-    """
-    backend, xp = kernels(x)
-    x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
-    relu_after = _flag(relu_after, "relu_after")
-    y = _pool_output(x, geometry, xp)
-    if not return_indices:
-        backend.max_pool2d_forward(x, y, geometry, relu_after)
-        return y
-    if xp is not np:
-        raise NotImplementedError("max_pool2d: return_indices is implemented for NumPy arrays "
-                                  "only")
-    indices = np.empty(y.shape, dtype=np.int32)
-    backend.max_pool2d_forward_indices(x, y, indices, geometry, relu_after)
-    return y, indices
-
-
-def max_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False, *,
-                        indices=None, relu_after=False, y=None):
-    """Gradient of :func:`max_pool2d` with respect to x (to the first maximum of each window;
-    with ``relu_after``, only where that maximum is above 0).
-
-    ``indices`` from ``max_pool2d(..., return_indices=True)`` on the same x and geometry skip
-    finding the maxima again (x then only gives the shape); with ``relu_after`` they need ``y``,
-    that forward's output, whose sign is the ReLU's mask.
-    """
-    backend, xp = kernels(grad_y, x)
-    x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
-    relu_after = _flag(relu_after, "relu_after")
-    grad_y = _pool_grad(grad_y, x, geometry)
-    grad_x = xp.empty(x.shape, dtype=xp.float32)
-    if indices is None:
-        backend.max_pool2d_backward(grad_y, x, grad_x, geometry, relu_after)
-        return grad_x
-    if xp is not np or type(indices) is not np.ndarray:
-        raise TypeError(f"indices: expected a NumPy array with NumPy grad_y and x, got "
-                        f"{type(indices).__name__}")
-    if indices.dtype != np.int32:
-        raise TypeError(f"indices: expected dtype int32 (from max_pool2d(..., "
-                        f"return_indices=True)), got {indices.dtype}")
-    _check_shape(indices, grad_y.shape, "indices")
-    if relu_after:
-        if y is None:
-            raise TypeError("y: expected the forward's output with relu_after and indices, "
-                            "got None")
-        y = _as_float32(y, "y")
-        _check_shape(y, grad_y.shape, "y")
-    backend.max_pool2d_backward_indices(grad_y, np.ascontiguousarray(indices), grad_x, geometry,
-                                        y if relu_after else None)
-    return grad_x
-
-
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               *, relu_before=False):
-    """Average pooling with PyTorch's divisor rules for padding and ceil mode.
-
-    ``relu_before``: ``avg_pool2d(relu(x))`` in one pass, without relu(x) in memory.
-    """
-    backend, xp = kernels(x)
-    x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
-    y = _pool_output(x, geometry, xp)
-    backend.avg_pool2d_forward(x, y, geometry, _flag(count_include_pad, "count_include_pad"),
-                               _flag(relu_before, "relu_before"))
-    return y
-
-
-def avg_pool2d_backward(grad_y, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, *, relu_before=False):
-    """Gradient of :func:`avg_pool2d` with respect to x (x gives only the shape, unless
-    ``relu_before``: then the gradient is kept only where x > 0)."""
-    backend, xp = kernels(grad_y, x)
-    x, geometry = _pool_args(x, kernel_size, stride, padding, ceil_mode)
-    relu_x = x if _flag(relu_before, "relu_before") else None
-    grad_x = xp.empty(x.shape, dtype=xp.float32)
-    backend.avg_pool2d_backward(_pool_grad(grad_y, x, geometry), grad_x, geometry,
-                                _flag(count_include_pad, "count_include_pad"), relu_x)
-    return grad_x
 
 
 # --- Gram matrices ----------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from .errors import WeightsError
 from .feature_net import FeatureNet
 from .random_features import MultiScaleNet
 from .vgg import POOLINGS, check_pooling, vgg_net
-from .weights import (CAFFE, TORCHVISION, InputConvention, Weights, cache_dir, detect_format,
-                      find_weights, load_weights, save_weights)
+from .convention import CAFFE, TORCHVISION, InputConvention
+from .weights import Weights, cache_dir, detect_format, find_weights, load_weights, save_weights
 
 __all__ = [
     "load_feature_net", "load_weights", "save_weights", "find_weights", "detect_format", "cache_dir",

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import nn
 from .feature_net import ConventionIO, ReLU, add_tap_gradient, check_input, check_taps
-from .weights import TORCHVISION
+from .convention import TORCHVISION
 
 MULTISCALE_SIZES = (3, 5, 7, 11, 15, 23, 37, 55)
 MULTISCALE_CHANNELS = 128
