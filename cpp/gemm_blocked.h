@@ -219,7 +219,8 @@ struct MatrixC {
 // acc (MR x NVU vectors) = sum over k of a[k, :]^T b[k, :NVU*kVecWidth], stored to c (row
 // stride ldc) as alpha * acc + beta * c + bias[row]; beta == 0 never reads c, bias may be null.
 // NVU < NV serves a last panel of at most NVU vectors: its zero padding is not multiplied.
-template <int NVU>
+// With Stream (beta == 0; c and ldc whole vectors), c is written around the caches.
+template <int NVU, bool Stream = false>
 inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
                          float alpha, float beta, const float* bias, float* c, int64_t ldc) {
   vfloat acc[MR][NVU];
@@ -250,20 +251,29 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
     for (int v = 0; v < NVU; ++v) {
       vfloat out = va * acc[r][v] + vbias;
       if (beta != 0.0f) out += vb * vload(cr + v * kVecWidth);
-      vstore(cr + v * kVecWidth, out);
+      if (Stream)
+        store_streaming(cr + v * kVecWidth, out);
+      else
+        vstore(cr + v * kVecWidth, out);
     }
   }
 }
 
 // One (rows x cols) tile of C at (i0, j0), by the micro-kernel of NVU vectors: straight into C
-// when it is a full tile with adjacent columns, else through a buffer, column by column.
+// when it is a full tile with adjacent columns (with `stream`, by streaming stores where its rows
+// start on whole vectors), else through a buffer, column by column.
 template <int NVU, typename CDst>
 inline void tile_of(int64_t kc, const float* a, const float* b, float alpha, float beta,
                     const float* bias, const CDst& C, int64_t i0, int64_t j0, int64_t rows,
-                    int64_t cols) {
+                    int64_t cols, bool stream) {
   float* direct = rows == MR && cols == NVU * kVecWidth ? C.direct(i0, j0, cols) : nullptr;
   if (direct) {
-    micro_kernel<NVU>(kc, a, b, alpha, beta, bias ? bias + i0 : nullptr, direct, C.ld());
+    const float* row_bias = bias ? bias + i0 : nullptr;
+    if (stream && reinterpret_cast<uintptr_t>(direct) % sizeof(vfloat) == 0 &&
+        C.ld() % kVecWidth == 0)
+      micro_kernel<NVU, true>(kc, a, b, alpha, beta, row_bias, direct, C.ld());
+    else
+      micro_kernel<NVU>(kc, a, b, alpha, beta, row_bias, direct, C.ld());
     return;
   }
   alignas(64) float buf[MR * NR];
@@ -296,14 +306,14 @@ inline void tile_of(int64_t kc, const float* a, const float* b, float alpha, flo
 template <typename CDst>
 inline void tile(int64_t kc, const float* a, const float* b, float alpha, float beta,
                  const float* bias, const CDst& C, int64_t i0, int64_t j0, int64_t rows,
-                 int64_t cols) {
+                 int64_t cols, bool stream = false) {
   const int64_t vectors = (cols + kVecWidth - 1) / kVecWidth;
   if (vectors == 1)
-    tile_of<1>(kc, a, b, alpha, beta, bias, C, i0, j0, rows, cols);
+    tile_of<1>(kc, a, b, alpha, beta, bias, C, i0, j0, rows, cols, stream);
   else if (vectors == 2)
-    tile_of<2>(kc, a, b, alpha, beta, bias, C, i0, j0, rows, cols);
+    tile_of<2>(kc, a, b, alpha, beta, bias, C, i0, j0, rows, cols, stream);
   else
-    tile_of<NV>(kc, a, b, alpha, beta, bias, C, i0, j0, rows, cols);
+    tile_of<NV>(kc, a, b, alpha, beta, bias, C, i0, j0, rows, cols, stream);
 }
 
 inline Scratch& packed_b_scratch() {
@@ -337,11 +347,12 @@ inline int64_t depth_slice(int64_t M, int64_t K) {
 // the rows are one MC block nothing else reuses a panel, so a group is only as large as keeps it
 // in L2 (512 KB; 64x16384x800: 3 panels, where a whole NC block would make a round trip through
 // L3), and packing a group back to back keeps the memory reads overlapped (a panel at a time,
-// 32x65536x75 is 2x slower).
+// 32x65536x75 is 2x slower). With `stream` (one K slice, beta == 0), full tiles are written
+// around the caches.
 template <typename ASrc, typename BSrc, typename CDst>
 void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K, int64_t kc_max,
                float alpha, const ASrc& A, const BSrc& B, float beta, const CDst& C,
-               const float* bias, bool upper = false) {
+               const float* bias, bool upper = false, bool stream = false) {
   if (i_lo >= i_hi || j_lo >= j_hi) return;
   constexpr int64_t kGroupFloats = int64_t{1} << 17;
   const int64_t block_panels = std::min(NC, j_hi - j_lo + NR - 1) / NR;
@@ -374,14 +385,48 @@ void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K
               if (upper && j0 + p * NR + cols <= i0 + t * MR) continue;  // below the diagonal
               tile(kc, packed_a + t * MR * kc, packed_b + (p - p0) * NR * kc, alpha, beta_here,
                    bias_here, C, i0 + t * MR, j0 + p * NR, std::min<int64_t>(MR, mc - t * MR),
-                   cols);
+                   cols, stream);
             }
           }
         }
       }
     }
   }
+  if (stream) _mm_sfence();  // streaming stores are not ordered: finish them before returning
 }
+
+// Streaming stores pay where the sums are shallow and C is far larger than this core's share of
+// the caches: the tiles are then bound by writing C, and a cached store first reads each line
+// in (conv1_1's forward pass, 64 x 65536 x 27, 16 MB of C: its 2-thread scaling is bound by it).
+constexpr int64_t kStreamMaxDepth = 80, kStreamFloats = int64_t{1} << 20;
+
+// op(B) and C seen with `shift` unstored leading columns, so that panels, which start every NR
+// columns, start where C's rows reach a whole vector: streaming stores need aligned tiles. Only
+// the first panel (j0 == 0) holds shifted-in columns, zeros of B never stored to C.
+template <typename BSrc>
+struct ShiftedB {
+  const BSrc& B;
+  int64_t shift;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
+    if (j0 > 0 || shift == 0) return B.pack(k0, kc, j0 - shift, cols, dst);
+    B.pack(k0, kc, 0, cols - shift, dst);
+    for (int64_t k = 0; k < kc; ++k) {  // the padding B.pack put past its columns moves out
+      float* d = dst + k * NR;
+      std::memmove(d + shift, d, sizeof(float) * (NR - shift));
+      std::fill_n(d, shift, 0.0f);
+    }
+  }
+};
+template <typename CDst>
+struct ShiftedC {
+  const CDst& C;
+  int64_t shift;
+  float* at(int64_t i, int64_t j) const { return j < shift ? nullptr : C.at(i, j - shift); }
+  int64_t ld() const { return C.ld(); }
+  float* direct(int64_t i, int64_t j0, int64_t cols) const {
+    return j0 < shift ? nullptr : C.direct(i, j0 - shift, cols);
+  }
+};
 
 // C = alpha * op(A) op(B) + beta * C, plus bias[i] on row i when bias is not null. K must be > 0.
 // Threads take disjoint slices of C, by columns or by rows, whichever shares out more evenly
@@ -389,15 +434,28 @@ void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K
 // algorithm on them independently, with no barriers: a descheduled thread on a busy machine
 // delays only its own slice. With `upper` (M == N), only the tiles that reach the upper triangle
 // are computed (the caller mirrors them); threads then take column slices of equal area.
+// A shallow product with a large C (beta == 0) streams its stores, its columns shifted so that
+// tiles start on whole vectors of C; a tile's sums do not depend on where its panel starts, and
+// alpha == 1 makes the buffered edge tiles round as the direct ones do.
 template <typename ASrc, typename BSrc, typename CDst>
-void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSrc& B, float beta,
-          const CDst& C, const float* bias, int threads, bool upper = false) {
+void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSrc& B_in,
+          float beta, const CDst& C_in, const float* bias, int threads, bool upper = false) {
   if (M <= 0 || N <= 0) return;
+  const float* origin = C_in.at(0, 0);
+  const bool stream = beta == 0.0f && alpha == 1.0f && !upper && K <= kStreamMaxDepth &&
+                      M * N >= kStreamFloats && C_in.ld() % kVecWidth == 0 && origin &&
+                      reinterpret_cast<uintptr_t>(origin) % sizeof(float) == 0;
+  const int64_t shift =
+      stream ? reinterpret_cast<uintptr_t>(origin) % sizeof(vfloat) / sizeof(float) : 0;
+  const ShiftedB<BSrc> B{B_in, shift};
+  const ShiftedC<CDst> C{C_in, shift};
+  N += shift;
   const int64_t m_tiles = (M + MR - 1) / MR, panels = (N + NR - 1) / NR;
   threads = std::max(1, std::min<int>(threads, (int)std::max(m_tiles, panels)));
   if (upper) threads = std::min<int>(threads, (int)panels);
   const int64_t kc = depth_slice(M, K);  // of the whole product: the same sums in any partition
-  if (threads == 1) return gemm_part(0, M, 0, N, K, kc, alpha, A, B, beta, C, bias, upper);
+  if (threads == 1)
+    return gemm_part(0, M, 0, N, K, kc, alpha, A, B, beta, C, bias, upper, stream);
   // Fraction of the ideal even share that the busiest thread gets, splitting by columns or rows.
   const auto balance = [threads](int64_t units, int64_t unit, int64_t total) {
     return (double)total / (threads * std::min(total, (units + threads - 1) / threads * unit));
@@ -414,9 +472,11 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
       hi = t + 1 == nt ? panels : (int64_t)(panels * std::sqrt((double)(t + 1) / nt));
     }
     if (split_cols)
-      gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, kc, alpha, A, B, beta, C, bias, upper);
+      gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, kc, alpha, A, B, beta, C, bias, upper,
+                stream);
     else
-      gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, kc, alpha, A, B, beta, C, bias);
+      gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, kc, alpha, A, B, beta, C, bias, false,
+                stream);
   }
 }
 

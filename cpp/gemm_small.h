@@ -42,18 +42,6 @@ inline void store_first(float* p, vfloat v, int n) {
 #endif
 }
 
-// A store that goes around the caches (p aligned to a whole vector), for outputs too large to
-// stay in them: it saves reading each line of C in before it is written.
-inline void store_streaming(float* p, vfloat v) {
-#if defined(__AVX512F__)
-  _mm512_stream_ps(p, v);
-#elif defined(__AVX__)
-  _mm256_stream_ps(p, v);
-#else
-  vstore(p, v);
-#endif
-}
-
 // Nothing done beside a tile's sums (gemm_shallow.h copies the next panel of B there).
 struct NoSideWork {
   void operator()(int64_t) {}

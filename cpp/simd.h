@@ -28,6 +28,18 @@ inline vfloat vload(const float* p) {
 
 inline void vstore(float* p, vfloat v) { std::memcpy(p, &v, sizeof(v)); }
 
+// A store that goes around the caches (p aligned to a whole vector), for outputs too large to
+// stay in them: it saves reading each line of C in before it is written.
+inline void store_streaming(float* p, vfloat v) {
+#if defined(__AVX512F__)
+  _mm512_stream_ps(p, v);
+#elif defined(__AVX__)
+  _mm256_stream_ps(p, v);
+#else
+  vstore(p, v);
+#endif
+}
+
 // dst[0, n) = src[0, n), inline (a libc call costs more than copying a few dozen floats; the
 // attribute keeps GCC from turning the loop back into one).
 __attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_floats(

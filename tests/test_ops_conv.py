@@ -24,6 +24,7 @@ CASES = [
     ((1, 3, 32, 32), (32, 5, 5), 1, 2),  # CIFAR conv1 shape, batch 1
     ((2, 1, 28, 28), (32, 5, 5), 1, 2),  # Fashion-MNIST conv1 shape
     ((1, 3, 35, 33), (64, 3, 3), 1, 1),  # VGG conv1_1 on an odd image
+    ((2, 3, 96, 88), (64, 3, 3), 1, 1),  # 2**20 outputs of a shallow sum: streamed, 2 images
     ((2, 3, 33, 35), (32, 5, 5), 2, 2),  # an input layer with stride 2
     ((1, 2, 3, 130), (32, 3, 3), 1, (0, 1)),  # an input layer with a single output row
     # Input layers of 64-100 taps (positions in the vector lanes): rows ending in part of a

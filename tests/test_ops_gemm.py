@@ -67,12 +67,14 @@ def test_gemm_shallow_products_match_reference(m, n, k, trans_a):
 # Large outputs of shallow products (at least 2**20 floats, rows a whole number of vectors) are
 # written with streaming stores, the column panels shifted so that they start on a 64-byte line:
 # C at every float offset from a line, and at no float alignment at all; nothing outside C is
-# touched. B's panels read in place (a sum of 4) and copied (32).
+# touched. 16 rows: the unpacked kernels, B's panels read in place (a sum of 4) and copied (32);
+# 72 rows: the blocked driver.
+@pytest.mark.parametrize("m", [16, 72])
 @pytest.mark.parametrize("k", [4, 32])
 @pytest.mark.parametrize("offset", list(range(17)) + ["unaligned"])
-def test_gemm_shallow_large_output_at_any_alignment(offset, k):
+def test_gemm_shallow_large_output_at_any_alignment(offset, k, m):
     rng = np.random.default_rng(11)
-    m, n = 16, 65536
+    n = 65536
     a, b = operands(rng, m, n, k, False, False)
     if offset == "unaligned":  # one byte past a float
         raw = np.full((m * n + 2) * 4 + 4, 7, np.uint8)

@@ -54,6 +54,9 @@ def conv_results(rng):
     out["input layer y"] = ops.conv2d(x, w, None, 1, 2)
     out["input layer grad_weight"] = ops.conv2d_backward(
         normal(rng, 3, 32, 37, 41), x, w, 1, 2, need_x=False, need_bias=False)[1]
+    # A shallow input layer through the blocked GEMM, its 2**20-float output streamed.
+    x, w, b = normal(rng, 1, 3, 128, 128), normal(rng, 64, 3, 3, 3), normal(rng, 64)
+    out["streamed y"] = ops.conv2d(x, w, b, 1, 1)
     # Winograd with few blocks of tiles: threads split the input transform by channel and the
     # rest by output channel, block by block.
     x, w = normal(rng, 2, 20, 70, 45), normal(rng, 40, 20, 3, 3)
