@@ -26,6 +26,9 @@ def gemm_results(rng):
         "large": ops.gemm(normal(rng, 700, 257), normal(rng, 129, 257), trans_b=True),
         "beta": ops.gemm(normal(rng, 300, 400), normal(rng, 300, 70), c, trans_a=True, beta=0.5),
         "shallow": ops.gemm(normal(rng, 13, 75), normal(rng, 75, 5001)),  # unpacked, threaded
+        # ... from memory: panels copied as the tiles go, C (2**20 floats or more) streamed
+        "shallow copied": ops.gemm(normal(rng, 20, 75), normal(rng, 75, 60016)),
+        "shallow one tile": ops.gemm(normal(rng, 5, 40), normal(rng, 40, 70001)),  # prefetched
     }
 
 
