@@ -1,19 +1,17 @@
-// Pooling over (N*C) independent planes, split across threads by plane; planes of up to 32x32
-// cells mostly go to the plane-lane kernels of pool_lanes.cpp instead. The window of every
-// output row and column, clipped to the input, is computed once per call. Max pooling and the
-// average forward work one output row at a time on SIMD vectors of adjacent output cells: the
-// plane is first copied into a buffer whose rows are padded with the identity (-inf or 0), so
-// that every cell, edges included, scans its full window in row-major order with plain (stride
-// 1) or deinterleaved (stride 2) vector loads; the common window widths and strides are
-// compile-time constants. The max backward finds each window's maximum again the same way; when
-// windows do not overlap (stride >= kernel, VGG's 2x2/2) it writes every row of grad_x once,
-// whole vectors of gradient-or-zero, else it zeroes grad_x and adds cell by cell; the average
-// backward adds whole rows (its windows are separable). With indices (max_pool2d_forward_indices
-// records each window's argmax as it finds it), the max backward is a scatter: for VGG's 2x2/2
-// windows tiling the input, two whole rows of grad_x per output row, gradient or zero, else
-// zeroing and adding cell by cell. A fused ReLU is applied as the plane is read (before an
-// average) or as the maximum is stored (after a max), and its backward as grad_x is written or
-// as the gradient is routed.
+// Max pooling (forward, forward with indices, backward that searches the windows again) and the
+// average forward over (N*C) independent planes, split across threads by plane; planes of up to
+// 32x32 cells mostly go to the plane-lane kernels of pool_lanes.cpp instead, and the backward
+// passes that need no search (from indices, and the average's) are in pool_routing.cpp. Max
+// pooling and the average forward work one output row at a time on SIMD vectors of adjacent
+// output cells: the plane is first copied into a buffer whose rows are padded with the identity
+// (-inf or 0), so that every cell, edges included, scans its full window in row-major order with
+// plain (stride 1) or deinterleaved (stride 2) vector loads; the common window widths and strides
+// are compile-time constants. The max backward finds each window's maximum again the same way;
+// when windows do not overlap (stride >= kernel, VGG's 2x2/2) it writes every row of grad_x
+// once, whole vectors of gradient-or-zero, else it zeroes grad_x and adds cell by cell.
+// max_pool2d_forward_indices records each window's argmax as it finds it. A fused ReLU is
+// applied as the plane is read (before an average) or as the maximum is stored (after a max),
+// and its backward as the gradient is routed.
 // Max pooling follows PyTorch's CPU kernel exactly: a value replaces the running maximum when it
 // is larger or NaN (so the last NaN wins), starting from -inf at the window's first in-bounds
 // cell; padding is never chosen.
@@ -21,9 +19,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <exception>
 #include <limits>
-#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -34,17 +30,6 @@
 
 namespace ds::cpu {
 namespace {
-
-struct Windows {
-  std::vector<Span> rows, cols;
-  std::vector<int32_t> first_col;  // cols[q].lo, padded to whole vectors for vector loads
-  explicit Windows(const Pool2dShape& s)
-      : rows(spans(s.P, s.H, s.kernel_h, s.stride_h, s.pad_h)),
-        cols(spans(s.Q, s.W, s.kernel_w, s.stride_w, s.pad_w)),
-        first_col(s.Q + kVecWidth, 0) {
-    for (int64_t q = 0; q < s.Q; ++q) first_col[q] = (int32_t)cols[q].lo;
-  }
-};
 
 // Index in the plane of PyTorch's maximum of the window rows x cols, or -1 if it is empty.
 inline int64_t argmax(const float* plane, int64_t W, const Span& rows, const Span& cols) {
@@ -57,37 +42,6 @@ inline int64_t argmax(const float* plane, int64_t W, const Span& rows, const Spa
       if (v > best_val || v != v) best_val = v, best = h * W + w;
     }
   return best;
-}
-
-// Runs body(state, in_plane_offset, out_plane_offset) for every plane, planes split across
-// threads; each thread makes its state (its scratch buffers) once. An exception (bad_alloc)
-// must not leave an OpenMP region (the runtime would abort the process): the first one is kept
-// and rethrown after the region, every thread still meeting the worksharing loop.
-template <typename MakeState, typename Body>
-void for_each_plane(const Pool2dShape& s, MakeState make_state, Body body) {
-  const int64_t planes = s.N * s.C;
-  std::exception_ptr error;
-#pragma omp parallel num_threads(num_threads()) if (pool_in_parallel(s))
-  {
-    std::optional<decltype(make_state())> state;
-    try {
-      state.emplace(make_state());
-    } catch (...) {
-#pragma omp critical(pool_error)
-      if (!error) error = std::current_exception();
-    }
-#pragma omp for schedule(static)
-    for (int64_t plane = 0; plane < planes; ++plane) {
-      if (!state) continue;
-      try {
-        body(*state, plane * s.H * s.W, plane * s.P * s.Q);
-      } catch (...) {
-#pragma omp critical(pool_error)
-        if (!error) error = std::current_exception();
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
 }
 
 // The vector paths lay every input row out padded for whole-vector loads of the strided windows
@@ -159,14 +113,13 @@ class PaddedPlane {
     for (int64_t h = 0; h < s_.H; ++h) {  // short rows: an inline loop beats memcpy's call
       float* dst = &buf_[h * stride_ + s_.pad_w];
       const float* src = plane + h * s_.W;
-      int64_t w = 0;
-      if (relu_in) {
-        for (; w + kVecWidth <= s_.W; w += kVecWidth) vstore(dst + w, relu(vload(src + w)));
-        for (; w < s_.W; ++w) dst[w] = relu(src[w]);
-      } else {
-        for (; w + kVecWidth <= s_.W; w += kVecWidth) vstore(dst + w, vload(src + w));
-        for (; w < s_.W; ++w) dst[w] = src[w];
+      if (!relu_in) {
+        copy_floats(dst, src, s_.W);
+        continue;
       }
+      int64_t w = 0;
+      for (; w + kVecWidth <= s_.W; w += kVecWidth) vstore(dst + w, relu(vload(src + w)));
+      for (; w < s_.W; ++w) dst[w] = relu(src[w]);
     }
   }
   const float* row(int64_t h) const { return &buf_[h * stride_]; }
@@ -346,13 +299,8 @@ void max_pool2d_backward(const Pool2dShape& s, bool relu_after, const float* gra
           std::memcpy(sc.gy.data(), grad_y + out_off + p * s.Q, sizeof(float) * s.Q);
           max_pool_row_backward_disjoint<kw(), sw()>(s, win, sc.in, p, relu_after,
                                                      sc.gy.data(), sc.out.data(), out_stride);
-          for (int64_t h = rows.lo; h < rows.hi; ++h) {
-            const float* src = sc.out.data() + (h - rows.lo) * out_stride + s.pad_w;
-            float* dst = gx + h * s.W;
-            int64_t w = 0;
-            for (; w + kVecWidth <= s.W; w += kVecWidth) vstore(dst + w, vload(src + w));
-            for (; w < s.W; ++w) dst[w] = src[w];
-          }
+          for (int64_t h = rows.lo; h < rows.hi; ++h)
+            copy_floats(gx + h * s.W, sc.out.data() + (h - rows.lo) * out_stride + s.pad_w, s.W);
         }
       });
     });
@@ -421,48 +369,6 @@ void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, bool relu_
   });
 }
 
-// The windows are products of a row span and a column span, so each output row's gradients
-// (divided by their windows' sizes) are first spread along one row buffer, which is then added to
-// every input row under the window: whole-vector adds instead of one scalar add per window cell.
-void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_y,
-                         const float* relu_x, float* grad_x) {
-  if (lanes::suits(s, lanes::Kernel::kAverage))
-    return lanes::avg_backward(s, count_include_pad, grad_y, relu_x, grad_x);
-  const Windows win(s);
-  const auto row_buffer = [&] { return std::vector<float>(s.W); };
-  for_each_plane(s, row_buffer, [&](std::vector<float>& spread, int64_t in_off, int64_t out_off) {
-    const float* gy = grad_y + out_off;
-    float* gx = grad_x + in_off;
-    std::memset(gx, 0, sizeof(float) * s.H * s.W);
-    for (int64_t p = 0; p < s.P; ++p) {
-      const Span& rows = win.rows[p];
-      if (rows.lo >= rows.hi) continue;
-      std::fill(spread.begin(), spread.end(), 0.0f);
-      for (int64_t q = 0; q < s.Q; ++q) {
-        const Span& cols = win.cols[q];
-        const int64_t d = divisor(rows, cols, count_include_pad);
-        if (d <= 0) continue;
-        const float g = gy[p * s.Q + q] / static_cast<float>(d);
-        for (int64_t w = cols.lo; w < cols.hi; ++w) spread[w] += g;
-      }
-      for (int64_t h = rows.lo; h < rows.hi; ++h) {
-        float* dst = gx + h * s.W;
-        int64_t w = 0;
-        for (; w + kVecWidth <= s.W; w += kVecWidth)
-          vstore(dst + w, vload(dst + w) + vload(spread.data() + w));
-        for (; w < s.W; ++w) dst[w] += spread[w];
-      }
-    }
-    if (relu_x) {  // ReLU's backward, while the plane is in cache
-      const float* mask = relu_x + in_off;
-      int64_t i = 0;
-      for (; i + kVecWidth <= s.H * s.W; i += kVecWidth)
-        vstore(gx + i, vload(mask + i) > 0 ? vload(gx + i) : vfloat{});
-      for (; i < s.H * s.W; ++i) gx[i] = mask[i] > 0 ? gx[i] : 0.0f;
-    }
-  });
-}
-
 void max_pool2d_forward_indices(const Pool2dShape& s, bool relu_after, const float* x, float* y,
                                 int32_t* indices) {
   if (lanes::suits(s, lanes::Kernel::kMaxForward))
@@ -498,85 +404,6 @@ void max_pool2d_forward_indices(const Pool2dShape& s, bool relu_after, const flo
       }
     });
   });
-}
-
-namespace {
-
-// Backward of 2x2 stride-2 windows tiling the whole plane (H = 2P, W = 2Q: VGG's pooling):
-// every grad_x cell written once, gradient or zero, two rows per output row. Returns false if an
-// index is not in its window.
-bool max_pool_backward_2x2(const Pool2dShape& s, const float* gy, const int32_t* idx, float* gx) {
-  vint lane, first, second;
-  for (int i = 0; i < kVecWidth; ++i) {
-    lane[i] = 2 * i;
-    first[i] = i / 2 + (i % 2) * kVecWidth;
-    second[i] = first[i] + kVecWidth / 2;
-  }
-  const vfloat zero = vfloat{};
-  bool valid = true;
-  for (int64_t p = 0; p < s.P; ++p) {
-    float* top = gx + 2 * p * s.W;
-    float* bottom = top + s.W;
-    int64_t q0 = 0;
-    for (; q0 + kVecWidth <= s.Q; q0 += kVecWidth) {
-      vint at;
-      std::memcpy(&at, idx + p * s.Q + q0, sizeof(at));
-      const vfloat g = vload(gy + p * s.Q + q0);
-      const vint base = lane + (int32_t)(2 * p * s.W + 2 * q0), d = at - base;
-      const vint w0 = d == 0, w1 = d == 1, w2 = d == (int32_t)s.W, w3 = d == (int32_t)s.W + 1;
-      const vint ok = w0 | w1 | w2 | w3;
-      for (int i = 0; i < kVecWidth; ++i) valid &= ok[i] != 0;
-      const vfloat g0 = w0 ? g : zero, g1 = w1 ? g : zero, g2 = w2 ? g : zero,
-                   g3 = w3 ? g : zero;
-      vstore(top + 2 * q0, __builtin_shuffle(g0, g1, first));
-      vstore(top + 2 * q0 + kVecWidth, __builtin_shuffle(g0, g1, second));
-      vstore(bottom + 2 * q0, __builtin_shuffle(g2, g3, first));
-      vstore(bottom + 2 * q0 + kVecWidth, __builtin_shuffle(g2, g3, second));
-    }
-    for (; q0 < s.Q; ++q0) {
-      const int32_t d = idx[p * s.Q + q0] - (int32_t)(2 * p * s.W + 2 * q0);
-      const float g = gy[p * s.Q + q0];
-      valid &= d == 0 || d == 1 || d == s.W || d == s.W + 1;
-      top[2 * q0] = d == 0 ? g : 0.0f;
-      top[2 * q0 + 1] = d == 1 ? g : 0.0f;
-      bottom[2 * q0] = d == s.W ? g : 0.0f;
-      bottom[2 * q0 + 1] = d == s.W + 1 ? g : 0.0f;
-    }
-  }
-  return valid;
-}
-
-}  // namespace
-
-bool max_pool2d_backward_indices(const Pool2dShape& s, const float* grad_y, const int32_t* indices,
-                                 const float* relu_y, float* grad_x) {
-  const bool tiled_2x2 = !relu_y && s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 &&
-                         s.stride_w == 2 && s.pad_h == 0 && s.pad_w == 0 && s.H == 2 * s.P &&
-                         s.W == 2 * s.Q;
-  const int64_t planes = s.N * s.C, plane = s.H * s.W, out_plane = s.P * s.Q;
-  int invalid = 0;  // a flag, not an exception: nothing may throw out of the parallel region
-#pragma omp parallel for schedule(static) num_threads(num_threads()) reduction(| : invalid) \
-    if (pool_in_parallel(s))
-  for (int64_t c = 0; c < planes; ++c) {
-    const float* gy = grad_y + c * out_plane;
-    const int32_t* idx = indices + c * out_plane;
-    const float* y = relu_y ? relu_y + c * out_plane : nullptr;
-    float* gx = grad_x + c * plane;
-    if (tiled_2x2) {
-      invalid |= !max_pool_backward_2x2(s, gy, idx, gx);
-      continue;
-    }
-    std::memset(gx, 0, sizeof(float) * plane);
-    for (int64_t i = 0; i < out_plane; ++i) {
-      const int32_t at = idx[i];
-      if (at < 0 || at >= plane) {
-        invalid = 1;
-        continue;
-      }
-      gx[at] += !y || y[i] > 0 ? gy[i] : 0.0f;
-    }
-  }
-  return !invalid;
 }
 
 }  // namespace ds::cpu

@@ -1,8 +1,8 @@
 // Small planes, one per SIMD lane: kVecWidth planes are transposed (in-register butterflies of
 // kVecWidth x kVecWidth blocks) into a scratch of vectors indexed by cell, so that every window
 // is a run of whole-vector loads with the same bounds in all lanes; the results are transposed
-// back. The windows' arithmetic is that of the row kernels (pool.cpp), in the same order, so
-// both paths give the same bits.
+// back. The windows' arithmetic is that of the row kernels (pool.cpp, pool_routing.cpp), in the
+// same order, so both paths give the same bits.
 #include "pool_lanes.h"
 
 #include <omp.h>
@@ -81,13 +81,6 @@ void lanes_to_planes(const vfloat* cells, int64_t plane, int n, const float* mas
     for (int i = 0; i < n; ++i)
       dst[i * plane + c] = !mask || mask[i * plane + c] > 0 ? cells[c][i] : 0.0f;
 }
-
-struct Windows {
-  std::vector<Span> rows, cols;
-  explicit Windows(const Pool2dShape& s)
-      : rows(spans(s.P, s.H, s.kernel_h, s.stride_h, s.pad_h)),
-        cols(spans(s.Q, s.W, s.kernel_w, s.stride_w, s.pad_w)) {}
-};
 
 // Runs body(first_plane, planes_in_block, scratch) for every block of kLanes planes, blocks
 // split across threads, each thread with its own scratch of scratch_vectors vectors (allocated

@@ -1,7 +1,7 @@
 // Pooling of small planes (CIFAR's 8x8 to 32x32 maps), kVecWidth planes at a time: a block of
 // planes is transposed so that each SIMD lane holds one plane, and every window is then the same
 // for all lanes -- whole-vector operations with no edge cases per lane, however few output cells
-// a row has. Internal to pool.cpp, which decides where these kernels serve.
+// a row has. Internal to pool.cpp and pool_routing.cpp, which decide where these kernels serve.
 #pragma once
 
 #include <cstdint>

@@ -1,12 +1,17 @@
-// Pooling windows along one axis, shared by the row kernels (pool.cpp) and the plane-lane
+// Pooling windows and the loop over planes, shared by the row kernels (pool.cpp), the backward
+// passes that route gradients without searching windows (pool_routing.cpp) and the plane-lane
 // kernels of small planes (pool_lanes.cpp).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
+#include <optional>
 #include <vector>
 
 #include "shapes.h"
+#include "simd.h"
+#include "threads.h"
 
 namespace ds::cpu {
 
@@ -26,6 +31,18 @@ inline std::vector<Span> spans(int64_t out, int64_t in, int64_t kernel, int64_t 
   return result;
 }
 
+// The window of every output row and column, computed once per call.
+struct Windows {
+  std::vector<Span> rows, cols;
+  std::vector<int32_t> first_col;  // cols[q].lo, padded to whole vectors for the row kernels
+  explicit Windows(const Pool2dShape& s)
+      : rows(spans(s.P, s.H, s.kernel_h, s.stride_h, s.pad_h)),
+        cols(spans(s.Q, s.W, s.kernel_w, s.stride_w, s.pad_w)),
+        first_col(s.Q + kVecWidth, 0) {
+    for (int64_t q = 0; q < s.Q; ++q) first_col[q] = (int32_t)cols[q].lo;
+  }
+};
+
 inline int64_t divisor(const Span& rows, const Span& cols, bool count_include_pad) {
   return count_include_pad ? rows.padded * cols.padded
                            : (rows.hi - rows.lo) * (cols.hi - cols.lo);
@@ -38,6 +55,37 @@ constexpr int64_t kPoolParallelCells = 1 << 15;
 // Whether a pooling over planes of s runs on more than one thread.
 inline bool pool_in_parallel(const Pool2dShape& s) {
   return s.N * s.C > 1 && s.N * s.C * s.H * s.W >= kPoolParallelCells;
+}
+
+// Runs body(state, in_plane_offset, out_plane_offset) for every plane, planes split across
+// threads; each thread makes its state (its scratch buffers) once. An exception (bad_alloc)
+// must not leave an OpenMP region (the runtime would abort the process): the first one is kept
+// and rethrown after the region, every thread still meeting the worksharing loop.
+template <typename MakeState, typename Body>
+void for_each_plane(const Pool2dShape& s, MakeState make_state, Body body) {
+  const int64_t planes = s.N * s.C;
+  std::exception_ptr error;
+#pragma omp parallel num_threads(num_threads()) if (pool_in_parallel(s))
+  {
+    std::optional<decltype(make_state())> state;
+    try {
+      state.emplace(make_state());
+    } catch (...) {
+#pragma omp critical(pool_error)
+      if (!error) error = std::current_exception();
+    }
+#pragma omp for schedule(static)
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      if (!state) continue;
+      try {
+        body(*state, plane * s.H * s.W, plane * s.P * s.Q);
+      } catch (...) {
+#pragma omp critical(pool_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 // ReLU as deepstyle.ops.relu computes it: "not below zero" rather than "above zero", so that NaN

@@ -37,6 +37,15 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_f
   for (; i < n; ++i) dst[i] = src[i];
 }
 
+// dst[0, n) = 0, inline (as copy_floats: for planes of a few hundred floats the call to memset
+// costs more than the stores).
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void zero_floats(float* dst,
+                                                                                     int64_t n) {
+  int64_t i = 0;
+  for (; i + kVecWidth <= n; i += kVecWidth) vstore(dst + i, vfloat{});
+  for (; i < n; ++i) dst[i] = 0.0f;
+}
+
 // Intrinsics rather than `vfloat{} + s`, which costs an extra add per broadcast (0 + s is not
 // s for s = -0 without -ffast-math).
 inline vfloat vbroadcast(float s) {

@@ -47,10 +47,12 @@ def test_gemm_matches_reference(m, n, k, trans_a, trans_b):
 # Products above the small-product limit with a shallow sum over few rows, which also run unpacked
 # (K <= 80 and M <= 64, neither operand transposed; the blocked driver otherwise): at both limits
 # and one past each, fewer rows than a tile, a sum of 1, N not a multiple of the column panel (48)
-# or of a vector.
+# or of a vector; B and C of 10 MB or more (panels copied as the tiles go, or with one row tile
+# or a sum of at most 8, read in place and prefetched).
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("m,n,k", [(32, 2100, 80), (32, 2100, 81), (64, 1100, 64), (65, 1100, 64),
-                                   (3, 30001, 50), (64, 70001, 1)])
+                                   (3, 30001, 50), (64, 70001, 1), (17, 40001, 50),
+                                   (7, 60001, 45)])
 def test_gemm_shallow_products_match_reference(m, n, k, trans_a):
     rng = np.random.default_rng(m + n + k)
     a, b = operands(rng, m, n, k, trans_a, False)
@@ -60,6 +62,33 @@ def test_gemm_shallow_products_match_reference(m, n, k, trans_a):
     c0 = rng.standard_normal((m, n)).astype(np.float32)
     c = ops.gemm(a, b, c0.copy(), trans_a=trans_a, beta=-0.5)
     ref.assert_close(c, ref.gemm(a, b, c0, trans_a=trans_a, beta=-0.5), terms=k + 1)
+
+
+# Large outputs of shallow products (at least 2**20 floats, rows a whole number of vectors) are
+# written with streaming stores, the column panels shifted so that they start on a 64-byte line:
+# C at every float offset from a line, and at no float alignment at all; nothing outside C is
+# touched. B's panels read in place (a sum of 4) and copied (32).
+@pytest.mark.parametrize("k", [4, 32])
+@pytest.mark.parametrize("offset", list(range(17)) + ["unaligned"])
+def test_gemm_shallow_large_output_at_any_alignment(offset, k):
+    rng = np.random.default_rng(11)
+    m, n = 16, 65536
+    a, b = operands(rng, m, n, k, False, False)
+    if offset == "unaligned":  # one byte past a float
+        raw = np.full((m * n + 2) * 4 + 4, 7, np.uint8)
+        buffer = np.frombuffer(raw.data, np.float32, m * n + 2, 1 + -raw.ctypes.data % 4)
+        assert not buffer.flags.aligned
+        c, inside = buffer[1:-1].reshape(m, n), slice(1, m * n + 1)
+    else:
+        raw = np.full(m * n + 32, 5.0, np.float32)
+        first = (-raw.ctypes.data // 4) % 16 + offset
+        c, inside = raw[first:first + m * n].reshape(m, n), slice(first, first + m * n)
+        buffer = raw
+    outside = np.concatenate([buffer[:inside.start], buffer[inside.stop:]]).copy()
+    ops.gemm(a, b, c)
+    ref.assert_close(c, ref.gemm(a, b), terms=k)
+    np.testing.assert_array_equal(np.concatenate([buffer[:inside.start], buffer[inside.stop:]]),
+                                  outside)
 
 
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import reference as ref
+import deepstyle
 from deepstyle import ops
 from gradcheck import check_gradient
 
@@ -385,6 +386,24 @@ def test_max_pool_indices_give_the_same_forward_and_backward(case):
         ops.max_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode))
 
 
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("geometry", [(2, None, 0, False), (3, 2, 1, True)])
+def test_max_pool_backward_finds_a_bad_index_in_any_share_of_planes(geometry, threads):
+    # Planes enough to be split across threads; one bad index, in the last plane or the first.
+    deepstyle.set_num_threads(threads)
+    x = np.random.default_rng(8).standard_normal((2, 40, 24, 24)).astype(np.float32)
+    y, indices = ops.max_pool2d(x, *geometry, return_indices=True)
+    for at, value in [((-1, -1, -1, -1), 24 * 24), ((0, 0, 0, 0), -1)]:
+        bad = indices.copy()
+        bad[at] = value
+        with pytest.raises(ValueError, match="indices: expected the argmax"):
+            ops.max_pool2d_backward(np.ones_like(y), x, *geometry, indices=bad)
+    np.testing.assert_array_equal(
+        ops.max_pool2d_backward(y, x, *geometry, indices=indices),
+        ops.max_pool2d_backward(y, x, *geometry))
+
+
 def test_max_pool_indices_match_torch():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(6).integers(-2, 3, (2, 3, 11, 12)).astype(np.float32)
@@ -411,3 +430,17 @@ def test_max_pool_backward_rejects_bad_indices(geometry, bad, error, message):
     y, indices = ops.max_pool2d(x, *geometry, return_indices=True)
     with pytest.raises(error, match=message):
         ops.max_pool2d_backward(np.ones_like(y), x, *geometry, indices=bad(indices))
+
+
+def test_pool_geometry_kept_for_plain_ints_only():
+    # A geometry checked once is kept for the same shape and int arguments; values equal to
+    # those ints but of other types (2.0, True, 1 for ceil_mode) must still be refused.
+    x = np.random.default_rng(9).standard_normal((1, 2, 6, 6)).astype(np.float32)
+    np.testing.assert_array_equal(ops.max_pool2d(x, 2, 2, 1, True),
+                                  ref.max_pool2d(x, 2, 2, 1, True))
+    for args in [(2.0, 2, 1, True), (2, True, 1, True), (2, 2, 1.0, True), (2, 2, 1, 1)]:
+        with pytest.raises(TypeError):
+            ops.max_pool2d(x, *args)
+    wide = np.random.default_rng(10).standard_normal((1, 2, 6, 9)).astype(np.float32)
+    np.testing.assert_array_equal(ops.max_pool2d(wide, 2, 2, 1, True),
+                                  ref.max_pool2d(wide, 2, 2, 1, True))

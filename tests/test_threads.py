@@ -26,6 +26,9 @@ def gemm_results(rng):
         "large": ops.gemm(normal(rng, 700, 257), normal(rng, 129, 257), trans_b=True),
         "beta": ops.gemm(normal(rng, 300, 400), normal(rng, 300, 70), c, trans_a=True, beta=0.5),
         "shallow": ops.gemm(normal(rng, 13, 75), normal(rng, 75, 5001)),  # unpacked, threaded
+        # ... from memory: panels copied as the tiles go, C (2**20 floats or more) streamed
+        "shallow copied": ops.gemm(normal(rng, 20, 75), normal(rng, 75, 60016)),
+        "shallow one tile": ops.gemm(normal(rng, 5, 40), normal(rng, 40, 70001)),  # prefetched
     }
 
 
@@ -84,6 +87,7 @@ def pool_results(rng):
         y_max, y_avg = ops.max_pool2d(x, 3, 2, 1, True), ops.avg_pool2d(x, 2)
         y_fused, indices = ops.max_pool2d(x, 3, 2, 0, True, return_indices=True, relu_after=True)
         grad_y, grad_fused = normal(rng, *y_max.shape), normal(rng, *y_fused.shape)
+        y_2x2, indices_2x2 = ops.max_pool2d(x, 2, return_indices=True)  # tiling 16x16 and 48x48
         out.update({
             f"{name} max": y_max,
             f"{name} max grad": ops.max_pool2d_backward(grad_y, x, 3, 2, 1, True),
@@ -92,6 +96,10 @@ def pool_results(rng):
             f"{name} max+relu": y_fused,
             f"{name} max+relu grad": ops.max_pool2d_backward(
                 grad_fused, x, 3, 2, 0, True, indices=indices, relu_after=True, y=y_fused),
+            f"{name} max idx grad": ops.max_pool2d_backward(grad_fused, x, 3, 2, 0, True,
+                                                            indices=indices),
+            f"{name} 2x2 idx grad": ops.max_pool2d_backward(normal(rng, *y_2x2.shape), x, 2,
+                                                            indices=indices_2x2),
             f"{name} relu+avg": ops.avg_pool2d(x, 3, 2, 0, True, False, relu_before=True),
             f"{name} relu+avg grad": ops.avg_pool2d_backward(grad_fused, x, 3, 2, 0, True, False,
                                                              relu_before=True),

@@ -114,8 +114,11 @@ def _check_output(c, xp, shape, inputs, name="c"):
 
 def _pair(value, name, minimum):
     """An int or an (h, w) pair of ints, each at least ``minimum``, as a tuple (h, w)."""
-    if type(value) is int and minimum <= value <= _MAX_GEOMETRY:  # the common case, kept cheap
+    if type(value) is int and minimum <= value <= _MAX_GEOMETRY:  # the common cases, kept cheap
         return value, value
+    if (type(value) is tuple and len(value) == 2 and type(value[0]) is int
+            and type(value[1]) is int and minimum <= min(value) and max(value) <= _MAX_GEOMETRY):
+        return value
     if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
         pair = (int(value), int(value))
     elif (

@@ -25,7 +25,6 @@ import collections
 import io
 import os
 import struct
-import zipfile
 
 import numpy as np
 
