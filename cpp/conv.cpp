@@ -300,7 +300,7 @@ void conv2d_backward(const Conv2dShape& s, const float* grad_y, const float* x,
     // The dot form pays where few output channels leave the packed GEMM's transposing packs
     // poorly amortised; it needs long enough rows to fill its vectors.
     if (direct_weight)
-      direct_grad_weight(s, PaddedBatch(s, x), grad_y, grad_weight, grad_bias);
+      direct_grad_weight(s, x, grad_y, grad_weight, grad_bias);
     else if (grad_weight && s.K <= 64 && PaddedBatch::fits(s) && PaddedBatch::dense(s) &&
              s.N * (s.H + s.pad_h) * (s.W + s.pad_w) >= 1024)
       grad_weight_dot(s, PaddedBatch(s, x), grad_y, grad_weight);

@@ -1,12 +1,10 @@
-// The direct convolution kernels on a PaddedBatch. With 32 or 64 output channels, output channels
-// in the vector lanes: the forward pass (CIFAR-10's 5x5 layers, VGG's conv1_2, and their grad_x
-// through the flipped forward) and grad_weight (small images, and input layers of few taps on
-// any image); no packing, each input is broadcast from the batch at a fixed offset per tap.
-// With output positions in the lanes (AVX-512): the forward pass of input layers of 64-100 taps
-// and any multiple of 8 output channels (CIFAR-10's conv1), loading vectors of the batch.
+// The direct forward convolution kernels on a PaddedBatch. With 32 or 64 output channels, output
+// channels in the vector lanes: CIFAR-10's 5x5 layers, VGG's conv1_2, and their grad_x through
+// the flipped forward (grad_weight, the adjoint: conv_grad_weight.cpp); no packing, each input is
+// broadcast from the batch at a fixed offset per tap. With output positions in the lanes
+// (AVX-512): input layers of 64-100 taps and any multiple of 8 output channels (CIFAR-10's
+// conv1), loading vectors of the batch.
 #include <algorithm>
-#include <type_traits>
-#include <vector>
 
 #include "conv_padded.h"
 
@@ -20,13 +18,7 @@ namespace ds::cpu::conv_detail {
 // weights. Kernel rows that fall wholly in the padding are skipped, and there is no packing:
 // the implicit GEMM's panels would be reused by few output channels (CIFAR-10's 8x8 and 16x16
 // layers: 1.4-1.7x faster; VGG's conv1_2: 1.1x). Short rows (Q < 8) and few taps (an RGB input)
-// leave too little work per task.
-constexpr int64_t kDirectPositions = 8, kDirectGroup = 2 * kVecWidth;
-
-// Input layers up to this many taps (C*R*S: 4 channels of 5x5) take the direct kernels on any
-// image size (the forward's with positions in the lanes, input_layer_rows); the dot products of
-// grad_weight_dot and the packed GEMM are faster on more.
-constexpr int64_t kMaxInputLayerTaps = 100;
+// leave too little work per task. (kDirectPositions, kDirectGroup: conv_padded.h.)
 
 // Output channels per task of input_layer_rows: 8 x 2 vectors of accumulators. It pays off
 // over the blocked GEMM from about kMinRowTaps taps, where each block of positions has enough
@@ -44,7 +36,6 @@ bool input_layer_rows_apply(const Conv2dShape& s) {
 #endif
 }
 
-// The shapes the 32/64-output-channel kernels (forward and grad_weight) are written for.
 bool direct_channels_fit(const Conv2dShape& s) {
   return PaddedBatch::fits(s) && s.K % kDirectGroup == 0 && s.K <= 64 && s.Q >= 8;
 }
@@ -184,190 +175,6 @@ void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* we
   if (s.S == 3) return direct_conv_rows<3>(s, batch, wt, bias, y);
 #endif
   direct_conv_rows<0>(s, batch, wt, bias, y);
-}
-
-// grad_weight with 32 or 64 output channels, the direct kernel's adjoint, for small images and
-// for input layers (few taps on large images): dW[k, tap] = sum over output positions of
-// dy[n, k, p, q] * batch[tap_offset[tap] + u(n, p, q)], output channels in the vector lanes.
-// The sum over the N.P output rows is cut into kWeightUnits fixed ranges, whatever the thread
-// count (so results are bitwise the same at any count), each summed by one thread into partial
-// sums of its own that are added up in order at the end: an RGB layer has too few taps to share
-// out instead (15 tasks of 5 taps for CIFAR-10's conv1). A work item is one range and one group
-// of 2 vectors of output channels; it walks its rows in chunks whose dy it transposes to
-// dyT[position][k] in an L1-sized buffer, then for each task (c, r, up to kWeightTaps adjacent
-// taps t0..) adds the chunk's products to the task's sums. Along a row, kDirectPositions
-// positions and kT adjacent taps read only kDirectPositions + kT - 1 inputs: each is broadcast
-// once and kept in a register (as in direct_conv_row), and each position costs two loads of dyT
-// for its 2 kT products.
-constexpr int64_t kWeightTaps = 5, kWeightChunkFloats = 8192, kWeightUnits = 16;
-
-bool direct_grad_weight_pays_off(const Conv2dShape& s) {
-  return direct_channels_fit(s) && (s.P * s.Q <= 256 || s.C * s.R * s.S <= kMaxInputLayerTaps);
-}
-
-// Accumulator sets of weight_row: with fewer than 4 taps, 2 sets (even and odd positions) keep
-// enough independent sums in flight to cover the latency of the multiply-adds (6 chains for 3
-// taps would leave the FMA units idle a quarter of the time: VGG's 3x3 conv1_1).
-template <int kT>
-constexpr int kWeightSets = kT <= 3 ? 2 : 1;
-
-// acc[set][t] += the products of taps t0 + t (t < kT) over positions [0, Q) of one output row,
-// whose inputs start at x (the row's tap t0) and dyT rows at dy (kDirectGroup floats apart).
-template <int kT>
-inline void weight_row(const float* x, const float* dy, int64_t Q,
-                       vfloat (&acc)[2][kWeightTaps][2]) {
-  constexpr int64_t G = kDirectGroup;
-  constexpr int kSets = kWeightSets<kT>;
-  int64_t q = 0;
-  for (; q + kDirectPositions <= Q; q += kDirectPositions) {
-    constexpr int kInputs = kDirectPositions + kT - 1;
-    vfloat in[kInputs];
-#pragma GCC unroll 16
-    for (int j = 0; j < kInputs; ++j) in[j] = vbroadcast(x[q + j]);
-#pragma GCC unroll 8
-    for (int i = 0; i < kDirectPositions; ++i) {
-      const float* d = dy + (q + i) * G;
-      vfloat d0 = vload(d), d1 = vload(d + kVecWidth);
-      asm("" : "+v"(d0), "+v"(d1));  // one load each (else every multiply-add reloads them)
-#pragma GCC unroll 8
-      for (int t = 0; t < kT; ++t) {
-        acc[i % kSets][t][0] += in[i + t] * d0;
-        acc[i % kSets][t][1] += in[i + t] * d1;
-      }
-    }
-  }
-  for (; q < Q; ++q) {  // the row's last Q % kDirectPositions positions
-    const vfloat d0 = vload(dy + q * G), d1 = vload(dy + q * G + kVecWidth);
-    for (int t = 0; t < kT; ++t) {
-      const vfloat xi = vbroadcast(x[q + t]);
-      acc[0][t][0] += xi * d0;
-      acc[0][t][1] += xi * d1;
-    }
-  }
-}
-
-// The taps (c, r, t0 .. t0 + kT - 1) of one group of output channels, summed over output rows
-// [row0, row1) (their dyT at dyt) and added to the task's sums (kWeightTaps x 2 vectors).
-template <int kT>
-void weight_taps(const Conv2dShape& s, const PaddedBatch& batch, const float* dyt, int64_t tap0,
-                 int64_t r, int64_t row0, int64_t row1, float* sums) {
-  vfloat acc[2][kWeightTaps][2];
-  for (int t = 0; t < kT; ++t)
-    for (int v = 0; v < 2; ++v) {
-      acc[0][t][v] = vload(sums + (2 * t + v) * kVecWidth);
-      acc[1][t][v] = vfloat{};
-    }
-  for (int64_t row = row0; row < row1; ++row) {
-    const int64_t n = row / s.P, p = row % s.P, ih = p - s.pad_h + r;
-    if (ih < 0 || ih >= s.H) continue;  // the taps read padding only
-    const float* x = batch.data + (n * batch.period + p) * batch.Wp + batch.tap_offset[tap0];
-    weight_row<kT>(x, dyt + (row - row0) * s.Q * kDirectGroup, s.Q, acc);
-  }
-  for (int t = 0; t < kT; ++t)
-    for (int v = 0; v < 2; ++v)
-      vstore(sums + (2 * t + v) * kVecWidth,
-             kWeightSets<kT> == 2 ? acc[0][t][v] + acc[1][t][v] : acc[0][t][v]);
-}
-
-// dyt[(row - row0) * Q + q][k] = grad_y[n, k0 + k, p, q] for output rows row = (n, p) in
-// [row0, row1) and k < kDirectGroup; with bias_sums, each row's sum per channel (in float along
-// the row, in two chains) is added to bias_sums[k] in double.
-static void transpose_output_rows(const Conv2dShape& s, const float* grad_y, int64_t k0,
-                                  int64_t row0, int64_t row1, float* dyt, double* bias_sums) {
-  constexpr int64_t G = kDirectGroup;
-  const int64_t pq = s.P * s.Q;
-  for (int64_t row = row0; row < row1; ++row) {
-    const float* src = grad_y + (row / s.P * s.K + k0) * pq + row % s.P * s.Q;  // + k * pq
-    float* dst = dyt + (row - row0) * s.Q * G;
-    int64_t q0 = 0;
-#if defined(__AVX512F__)
-    for (; q0 + 16 <= s.Q; q0 += 16)
-      for (int64_t k = 0; k < G; k += 16) {
-        const float* channel[16];
-        for (int j = 0; j < 16; ++j) channel[j] = src + (k + j) * pq + q0;
-        transpose_16x16(channel, dst + q0 * G + k, G);
-      }
-#endif
-    for (int64_t q = q0; q < s.Q; ++q)
-      for (int64_t k = 0; k < G; ++k) dst[q * G + k] = src[k * pq + q];
-    if (!bias_sums) continue;
-    vfloat even[2] = {}, odd[2] = {};
-    int64_t q = 0;
-    for (; q + 2 <= s.Q; q += 2)
-      for (int v = 0; v < 2; ++v) {
-        even[v] += vload(dst + q * G + v * kVecWidth);
-        odd[v] += vload(dst + (q + 1) * G + v * kVecWidth);
-      }
-    if (q < s.Q)
-      for (int v = 0; v < 2; ++v) even[v] += vload(dst + q * G + v * kVecWidth);
-    alignas(64) float row_sum[G];
-    for (int v = 0; v < 2; ++v) vstore(row_sum + v * kVecWidth, even[v] + odd[v]);
-    for (int64_t k = 0; k < G; ++k) bias_sums[k] += row_sum[k];
-  }
-}
-
-// grad_bias (when not null) comes with it: the transposes read every dy anyway.
-void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const float* grad_y,
-                        float* grad_weight, float* grad_bias) {
-  constexpr int64_t G = kDirectGroup, kTaskSums = kWeightTaps * G;
-  const int64_t crs = s.C * s.R * s.S, rows = s.N * s.P, groups = s.K / G;
-  const int64_t blocks = (s.S + kWeightTaps - 1) / kWeightTaps;  // of taps along a kernel row
-  const int64_t tasks = s.C * s.R * blocks, units = std::min(kWeightUnits, rows);
-  // Each work item's sums, tasks x kWeightTaps x 2 vectors.
-  const int64_t item_sums = tasks * kTaskSums;
-  float* partial = scratch(kTransposedSlot, units * groups * item_sums);
-  const int64_t chunk_rows = std::max<int64_t>(1, kWeightChunkFloats / (s.Q * G));
-  std::vector<double> bias_partial(grad_bias ? units * s.K : 0);  // [unit][k]
-#pragma omp parallel num_threads(num_threads())
-  {
-    float* dyt = scratch(kGradSlot, chunk_rows * s.Q * G);
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < units * groups; ++item) {
-      const int64_t unit = item / groups, k0 = item % groups * G;
-      float* sums = partial + item * item_sums;
-      std::fill_n(sums, item_sums, 0.0f);
-      const int64_t last = (unit + 1) * rows / units;
-      for (int64_t row0 = unit * rows / units; row0 < last; row0 += chunk_rows) {
-        const int64_t row1 = std::min(last, row0 + chunk_rows);
-        transpose_output_rows(s, grad_y, k0, row0, row1, dyt,
-                              grad_bias ? bias_partial.data() + unit * s.K + k0 : nullptr);
-        for (int64_t task = 0; task < tasks; ++task) {
-          const int64_t cr = task / blocks, t0 = task % blocks * kWeightTaps;
-          float* own = sums + task * kTaskSums;
-          const auto run = [&](auto taps) {
-            weight_taps<decltype(taps)::value>(s, batch, dyt, cr * s.S + t0, cr % s.R, row0,
-                                               row1, own);
-          };
-          switch (std::min(kWeightTaps, s.S - t0)) {
-            case 1: run(std::integral_constant<int, 1>{}); break;
-            case 2: run(std::integral_constant<int, 2>{}); break;
-            case 3: run(std::integral_constant<int, 3>{}); break;
-            case 4: run(std::integral_constant<int, 4>{}); break;
-            default: run(std::integral_constant<int, 5>{}); break;
-          }
-        }
-      }
-    }
-    // The units' sums added in order.
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < groups * tasks; ++i) {
-      const int64_t group = i / tasks, task = i % tasks;
-      const int64_t tap0 = task / blocks * s.S + task % blocks * kWeightTaps;
-      for (int64_t t = 0; t < std::min(kWeightTaps, s.S - task % blocks * kWeightTaps); ++t)
-        for (int64_t k = 0; k < G; ++k) {
-          const float* sum = partial + group * item_sums + task * kTaskSums + t * G + k;
-          float total = sum[0];
-          for (int64_t unit = 1; unit < units; ++unit) total += sum[unit * groups * item_sums];
-          grad_weight[(group * G + k) * crs + tap0 + t] = total;
-        }
-    }
-  }
-  if (grad_bias)
-    for (int64_t k = 0; k < s.K; ++k) {
-      double total = 0.0;
-      for (int64_t unit = 0; unit < units; ++unit) total += bias_partial[unit * s.K + k];
-      grad_bias[k] = static_cast<float>(total);
-    }
 }
 
 }  // namespace ds::cpu::conv_detail

@@ -129,6 +129,18 @@ inline void transpose_16x16(const float* const row[16], float* dst, int64_t ld_d
 }
 #endif
 
+// The blocking of the 32/64-output-channel direct kernels (conv_direct.cpp's forward and
+// conv_grad_weight.cpp's grad_weight): blocks of kDirectPositions adjacent output positions and
+// groups of kDirectGroup output channels (2 vectors). direct_channels_fit: the shapes they are
+// written for.
+constexpr int64_t kDirectPositions = 8, kDirectGroup = 2 * kVecWidth;
+bool direct_channels_fit(const Conv2dShape& s);
+
+// Input layers up to this many taps (C*R*S: 4 channels of 5x5) take the direct kernels on any
+// image size (the forward's with positions in the lanes, input_layer_rows); the dot products of
+// grad_weight_dot and the packed GEMM are faster on more.
+constexpr int64_t kMaxInputLayerTaps = 100;
+
 // Forward convolution by the direct kernels of conv_direct.cpp, where they pay off: 32 or 64
 // output channels and at least 256 taps, output channels in the vector lanes, or (AVX-512) an
 // input layer of 64-100 taps and a multiple of 8 output channels, output positions in the lanes.
@@ -137,9 +149,9 @@ void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* we
                  const float* bias, float* y);
 
 // grad_weight (and grad_bias, when not null) of 32 or 64 output channels, the direct kernel's
-// adjoint (conv_direct.cpp), where it pays off: small images and input layers.
+// adjoint (conv_grad_weight.cpp), where it pays off: small images and input layers.
 bool direct_grad_weight_pays_off(const Conv2dShape& s);
-void direct_grad_weight(const Conv2dShape& s, const PaddedBatch& batch, const float* grad_y,
+void direct_grad_weight(const Conv2dShape& s, const float* x, const float* grad_y,
                         float* grad_weight, float* grad_bias);
 
 }  // namespace ds::cpu::conv_detail

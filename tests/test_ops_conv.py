@@ -204,32 +204,35 @@ def test_conv2d_random_geometries_match_reference(case):
     ref.assert_close(grad_b, ref_b, terms=n * p * q)
 
 
-def direct_kernel_cases(count, seed, input_layer=False):
+def direct_kernel_cases(count, seed, input_layer=False, whole_blocks=False):
     """Seeded random stride-1 geometries for the direct kernels of 32/64 output channels
     (forward, grad_x through the flipped forward, grad_weight): kernel widths 1-7 (the 3- and
     5-wide ones have their own code), rows of at least 8 positions whose length need not be a
     multiple of 8, paddings from 0 to the kernel size less one, and enough taps for the
     forward's direct kernel (C*R*S >= 256) or not. With input_layer, 1-4 input channels
     (C*R*S <= 100) on images of more than 256 output positions, whose grad_weight sums rows
-    cut into fixed ranges that need not align with images."""
+    cut into fixed ranges that need not align with images. With whole_blocks, rows of whole
+    blocks of 8 positions and at most 2 columns of padding, whose grad_weight reads x itself
+    (no zero-framed copy) and skips the padding's products."""
     rng = np.random.default_rng(seed)
     cases = []
     while len(cases) < count:
         k = int(rng.choice([32, 64]))
         r, s = (int(v) for v in rng.integers(1, 8, size=2))
-        padding = (int(rng.integers(0, r)), int(rng.integers(0, s)))
+        padding = (int(rng.integers(0, r)), int(rng.integers(0, min(s, 3) if whole_blocks else s)))
         h = int(rng.integers(max(1, r - 2 * padding[0]), 41 if input_layer else 17))
         w = int(rng.integers(max(1, 8 + s - 1 - 2 * padding[1]), 49 if input_layer else 21))
         c = int(rng.integers(1, 5 if input_layer else 40))
         p, q = ref.conv_output_size((h, w), (r, s), 1, padding)
         wanted = c * r * s <= 100 and p * q > 256 if input_layer else p * q <= 256
-        if q >= 8 and wanted:
+        if q >= 8 and wanted and (q % 8 == 0 or not whole_blocks):
             cases.append(((int(rng.integers(1, 4)), c, h, w), (k, r, s), 1, padding))
     return cases
 
 
-@pytest.mark.parametrize("case", direct_kernel_cases(16, 77) + direct_kernel_cases(12, 78, True),
-                         ids=case_id)
+@pytest.mark.parametrize("case", direct_kernel_cases(16, 77) + direct_kernel_cases(12, 78, True)
+                         + direct_kernel_cases(12, 79, whole_blocks=True)
+                         + direct_kernel_cases(6, 80, True, whole_blocks=True), ids=case_id)
 def test_conv2d_direct_kernels_match_reference(case):
     x, w, b, grad_y, stride, padding = make_case(case, 10)
     ref.assert_close(ops.conv2d(x, w, b, stride, padding), ref.conv2d(x, w, b, stride, padding),

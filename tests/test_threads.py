@@ -48,6 +48,13 @@ def conv_results(rng):
     out["direct y"] = y
     out["direct grad_x"], out["direct grad_weight"], _ = ops.conv2d_backward(
         normal(rng, *y.shape), x, w, 1, 2)
+    # cifar-cnn's conv2 and conv3 geometry: grad_weight over rows of whole blocks of 8
+    # positions, read from x itself, summed over fixed ranges of rows across image boundaries.
+    for shape, k in (((5, 12, 16, 16), 32), ((7, 12, 8, 8), 64)):
+        x, w = normal(rng, *shape), normal(rng, k, 12, 5, 5)
+        name = f"direct {shape[2]}x{shape[3]}"
+        out[f"{name} grad_weight"], out[f"{name} grad_bias"] = ops.conv2d_backward(
+            normal(rng, shape[0], k, *shape[2:]), x, w, 1, 2, need_x=False)[1:]
     # An input layer: the forward by rows of positions; grad_weight summed over fixed ranges of
     # rows, across image boundaries.
     x, w = normal(rng, 3, 3, 37, 41), normal(rng, 32, 3, 5, 5)
