@@ -429,8 +429,8 @@ struct ShiftedC {
 };
 
 // C = alpha * op(A) op(B) + beta * C, plus bias[i] on row i when bias is not null. K must be > 0.
-// Threads take disjoint slices of C, by columns or by rows, whichever shares out more evenly
-// (ties: the split whose private packing copies the smaller operand), and run the serial
+// Threads take disjoint slices of C, by columns or by rows, whichever costs the busiest thread
+// less: its share of the multiply-adds plus the floats it packs, and run the serial
 // algorithm on them independently, with no barriers: a descheduled thread on a busy machine
 // delays only its own slice. With `upper` (M == N), only the tiles that reach the upper triangle
 // are computed (the caller mirrors them); threads then take column slices of equal area.
@@ -461,7 +461,15 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
     return (double)total / (threads * std::min(total, (units + threads - 1) / threads * unit));
   };
   const double by_cols = balance(panels, NR, N), by_rows = balance(m_tiles, MR, M);
-  const bool split_cols = upper || by_cols > by_rows || (by_cols == by_rows && M <= N);
+  // Splitting by columns, every thread packs all of op(A) and its part of op(B); by rows, the
+  // reverse. A packed float costs about kPackCost multiply-adds (one read from where the operand
+  // lies and one write, against 16 multiply-adds per cycle). With even shares this prefers the
+  // split that copies the smaller operand; cifar-cnn's 4x4 grad_weight (64 x 1024 x 100) split
+  // its 8 row tiles evenly but packed all of B (100 x 1024) twice: 1.6x at 2 threads.
+  constexpr double kPackCost = 8.0;
+  const double share = (double)M * N * K / threads, a = (double)M * K, b = (double)K * N;
+  const bool split_cols = upper || share / by_cols + kPackCost * (a + b / threads) <=
+                                       share / by_rows + kPackCost * (a / threads + b);
 #pragma omp parallel num_threads(threads)
   {
     int64_t lo, hi;
