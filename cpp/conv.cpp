@@ -34,6 +34,7 @@
 #include "conv_padded.h"
 #include "gemm.h"
 #include "gemm_blocked.h"
+#include "gemm_dot.h"
 #include "threads.h"
 #include "winograd.h"
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "gemm_blocked.h"
+#include "gemm_dot.h"
 #include "gemm_shallow.h"
 #include "gemm_small.h"
 #include "threads.h"
