@@ -361,9 +361,14 @@ void winograd_conv(const Geometry& g, const float* x, const Filters& f, const fl
   const int threads = (int)std::max<int64_t>(
       1, std::min<int64_t>(num_threads(), std::max(plan.o_panels, g.I)));
   const bool whole_blocks = plan.blocks >= std::max(4, 2 * threads);
+  // Every buffer is allocated here: a std::bad_alloc thrown inside the parallel region would end
+  // the process instead of reaching Python as a MemoryError. Whole blocks: a V and an M per
+  // thread (slices of whole cache lines); shared blocks: V double-buffered, one M.
+  const int64_t v_slice = (plan.v_size() + 15) / 16 * 16,
+                m_slice = (plan.m_size() + 15) / 16 * 16;
   float* U = scratch(kFilterSlot, kXi * plan.u_xi_stride);
-  float* V = whole_blocks ? nullptr : scratch(kInputSlot, 2 * plan.v_size());
-  float* M = whole_blocks ? nullptr : scratch(kProductSlot, plan.m_size());
+  float* V = scratch(kInputSlot, (whole_blocks ? threads : 2) * v_slice);
+  float* M = scratch(kProductSlot, (whole_blocks ? threads : 1) * m_slice);
   const int64_t filter_groups = (plan.o_pad + kLanes - 1) / kLanes;
 #pragma omp parallel num_threads(threads)
   {
@@ -374,8 +379,8 @@ void winograd_conv(const Geometry& g, const float* x, const Filters& f, const fl
                         plan.u_xi_stride);
     }
     if (whole_blocks) {
-      float* my_v = scratch(kInputSlot, plan.v_size());
-      float* my_m = scratch(kProductSlot, plan.m_size());
+      float* my_v = V + omp_get_thread_num() * v_slice;
+      float* my_m = M + omp_get_thread_num() * m_slice;
       // Equal shares of kLanes-tile groups, in blocks from the share's start (whole blocks
       // each gave one thread 864 of cifar-cnn's 1600 tiles: 6 blocks against 5 and a short one).
       int64_t g_lo, g_hi;
@@ -392,7 +397,7 @@ void winograd_conv(const Geometry& g, const float* x, const Filters& f, const fl
       blocked::split_range(plan.o_panels, omp_get_num_threads(), omp_get_thread_num(), p_lo,
                            p_hi);
       for (int64_t b = 0; b < plan.blocks; ++b) {
-        float* Vb = V + (b & 1) * plan.v_size();
+        float* Vb = V + (b & 1) * v_slice;
         int64_t i_lo, i_hi;
         blocked::split_range(g.I, omp_get_num_threads(), omp_get_thread_num(), i_lo, i_hi);
         const Block blk{b * plan.tb, plan.tiles(b)};
