@@ -17,9 +17,9 @@ struct Conv2dShape {
 };
 
 // Which algorithm computes a convolution's forward pass and grad_x (deepstyle.ops' algo=):
-// kAuto lets the backend pick; kWinograd asks for Winograd F(4x4, 3x3) where the geometry
-// allows it (3x3, stride 1, padding <= 2), direct otherwise; a backend with one algorithm
-// runs it for every value. grad_weight is always direct.
+// kAuto lets the backend pick; kWinograd asks for Winograd F(4x4, 3x3) or F(2x2, 5x5) where
+// the geometry allows it (3x3 or 5x5, stride 1, padding < kernel), direct otherwise; a backend
+// with one algorithm runs it for every value. grad_weight is always direct.
 enum class ConvAlgo { kAuto, kDirect, kWinograd };
 
 // 2-D pooling: x (N, C, H, W) -> y (N, C, P, Q), ceil_mode already applied to P and Q.

@@ -8,9 +8,10 @@
 //   transform_output_group  y = A^T M A + bias for one output channel and kLanes tiles.
 //
 // Tiles are numbered (n, tile row, tile column); kLanes consecutive ones may span several tile
-// rows (small images), so each stage walks a group as runs within tile rows (Segment). An input
-// row under a run is loaded once, clipped to the image by masked loads (padding reads as zero),
-// and split into the six columns of the patches by shuffles; outputs are clipped to P x Q.
+// rows (small images), so the input and output stages walk a group as runs within tile rows
+// (Segment). An input row under a run is loaded once, clipped to the image by masked loads
+// (padding reads as zero), and split into the six columns of the patches by shuffles; outputs
+// are clipped to P x Q.
 #pragma once
 
 #include <algorithm>
@@ -53,7 +54,8 @@ inline vfloat gather(const float* base, int64_t stride, int count) {
     const __m512i index = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32((int)stride));
-    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, base, 4);  // (no -Wmaybe-uninitialized)
+    // The masked form: the plain gather warns -Wmaybe-uninitialized.
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, base, 4);
   }
 #endif
   alignas(64) float lanes[kLanes] = {};
