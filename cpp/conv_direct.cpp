@@ -5,7 +5,6 @@
 // (AVX-512): input layers of 64-100 taps and any multiple of 8 output channels (CIFAR-10's
 // conv1), loading vectors of the batch.
 #include <algorithm>
-#include <cstdlib>
 
 #include "conv_padded.h"
 
@@ -221,7 +220,6 @@ void direct_conv(const Conv2dShape& s, const PaddedBatch& batch, const float* we
   for (int64_t k = 0; k < s.K; ++k)
     for (int64_t tap = 0; tap < crs; ++tap) wt[tap * s.K + k] = weight[k * crs + tap];
 #if defined(__AVX512F__)  // narrower vectors have 16 registers: too few to keep the inputs
-  if (getenv("DS_EXP") && atoi(getenv("DS_EXP")) == 1) return;
   if (input_layer_rows_apply(s))
     return s.S == 5 ? input_layer_rows<5>(s, batch, wt, bias, y)
                     : input_layer_rows<0>(s, batch, wt, bias, y);
