@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <new>
 
 #include "simd.h"
@@ -45,8 +46,8 @@ constexpr int64_t NC = NR * 64;
 class Scratch {
  public:
   ~Scratch() { std::free(data_); }
-  // Throws std::bad_alloc (a MemoryError in Python) rather than return null; callers inside an
-  // OpenMP region ask only for small, fixed-size panels.
+  // Throws std::bad_alloc (a MemoryError in Python) rather than return null; a caller inside an
+  // OpenMP region must catch it there (an exception leaving the region is std::terminate).
   float* get(int64_t n) {
     if (n > size_) {
       std::free(data_);
@@ -470,6 +471,9 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
   const double share = (double)M * N * K / threads, a = (double)M * K, b = (double)K * N;
   const bool split_cols = upper || share / by_cols + kPackCost * (a + b / threads) <=
                                        share / by_rows + kPackCost * (a / threads + b);
+  // An exception must not leave the parallel region (std::terminate): a thread's failure to get
+  // its packing buffers (std::bad_alloc) is rethrown once the region ends.
+  std::exception_ptr error;
 #pragma omp parallel num_threads(threads)
   {
     int64_t lo, hi;
@@ -479,13 +483,19 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
       lo = (int64_t)(panels * std::sqrt((double)t / nt));
       hi = t + 1 == nt ? panels : (int64_t)(panels * std::sqrt((double)(t + 1) / nt));
     }
-    if (split_cols)
-      gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, kc, alpha, A, B, beta, C, bias, upper,
-                stream);
-    else
-      gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, kc, alpha, A, B, beta, C, bias, false,
-                stream);
+    try {
+      if (split_cols)
+        gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, kc, alpha, A, B, beta, C, bias, upper,
+                  stream);
+      else
+        gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, kc, alpha, A, B, beta, C, bias, false,
+                  stream);
+    } catch (...) {
+#pragma omp critical(ds_blocked_gemm_error)
+      if (!error) error = std::current_exception();
+    }
   }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace blocked
