@@ -1,6 +1,6 @@
 // grad_weight (and grad_bias) with 32 or 64 output channels, the adjoint of conv_direct.cpp's
 // forward kernel, for small images and for input layers (few taps on large images), output
-// channels in the vector lanes; blocking and order of the sums at direct_grad_weight below.
+// channels in the vector lanes; blocking and order of the sums at kWeightTaps below.
 #include <omp.h>
 
 #include <algorithm>

@@ -399,11 +399,15 @@ void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K
 // Streaming stores pay where the sums are shallow and C is far larger than this core's share of
 // the caches: the tiles are then bound by writing C, and a cached store first reads each line
 // in (conv1_1's forward pass, 64 x 65536 x 27, 16 MB of C: its 2-thread scaling is bound by it).
+// 4 MB of C, as in gemm_shallow.h (tuned on a Zen 4 with 32 MB of L3); with other cache sizes
+// only the speed depends on it. A depth of at most 80 is a single K slice (KC or more),
+// so no later slice reads the streamed C back.
 constexpr int64_t kStreamMaxDepth = 80, kStreamFloats = int64_t{1} << 20;
 
 // op(B) and C seen with `shift` unstored leading columns, so that panels, which start every NR
 // columns, start where C's rows reach a whole vector: streaming stores need aligned tiles. Only
-// the first panel (j0 == 0) holds shifted-in columns, zeros of B never stored to C.
+// the first panel (j0 == 0; the others start at NR or more, past the shift) holds shifted-in
+// columns, zeros of B never stored to C.
 template <typename BSrc>
 struct ShiftedB {
   const BSrc& B;
@@ -452,8 +456,8 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
   const ShiftedC<CDst> C{C_in, shift};
   N += shift;
   const int64_t m_tiles = (M + MR - 1) / MR, panels = (N + NR - 1) / NR;
-  threads = std::max(1, std::min<int>(threads, (int)std::max(m_tiles, panels)));
-  if (upper) threads = std::min<int>(threads, (int)panels);
+  threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, std::max(m_tiles, panels)));
+  if (upper) threads = (int)std::min<int64_t>(threads, panels);
   const int64_t kc = depth_slice(M, K);  // of the whole product: the same sums in any partition
   if (threads == 1)
     return gemm_part(0, M, 0, N, K, kc, alpha, A, B, beta, C, bias, upper, stream);
