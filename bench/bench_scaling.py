@@ -11,6 +11,15 @@ understates the scaling (a busy core slows the 2-thread time, not the 1-thread o
 the 2-core VMs this was measured on have slow stretches of a few tenths of a second: with 3
 rounds, Winograd grad_x of cifar2 came out at 1.69x in one run and 1.93x when its 1- and
 2-thread calls alternated 80 times (Zen 4, Dec 2026), hence 6 rounds by default.
+
+Each count's calls are repeated back to back (bench_ops.best_time): alternating 1- and 2-thread
+calls one by one would leave every input in the first core's L2 for each 2-thread call (a
+trivially parallel ReLU then "scales" 1.0-1.2x at every size from 0.25 to 64 MB; repeated,
+1.8-2.2x).
+The operations run inside ``reusing_freed_memory()``, as the training and painting loops run
+them, so a result is reused heap memory rather than pages mapped and faulted in afresh (the
+max-pool backward on (100,32,16,16), whose 3.2 MB result is then fault-bound: 1.27x fresh, 1.85x
+reused, Zen 4); ``--fresh-memory`` measures outside it.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import os
 import numpy as np
 
 import deepstyle
+from deepstyle.allocator import reusing_freed_memory
 from bench_ops import GROUPS, best_time, torch
 
 THREADS = (1, 2)
@@ -36,9 +46,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="conv,pool", help="comma-separated groups of bench_ops")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--fresh-memory", action="store_true",
+                        help="map every result afresh (glibc's default), not reusing freed memory")
     args = parser.parse_args()
+    if not args.fresh_memory:
+        reusing_freed_memory().__enter__()  # for the rest of this process, as bench_train does
     print(f"deepstyle {deepstyle.__version__}, PyTorch {torch.__version__ if torch else '-'}; "
           f"wall time, best of {args.rounds} alternating rounds at 1 and 2 threads; "
+          f"{'fresh' if args.fresh_memory else 'reused'} result memory; "
           f"load average {os.getloadavg()[0]:.2f}")
     header = (f"| {'op':<16} | {'shape':<26} | {'ours 1 thr ms':>13} | {'ours 2 thr ms':>13} "
               f"| {'scaling':>7} | {'torch scaling':>13} |")

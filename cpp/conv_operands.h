@@ -118,15 +118,26 @@ struct ImageColumnsT {
   }
 };
 
-// op(A) = dy viewed as K x N.PQ, for grad_weight.
+// fn(n, j, len, at) for the pieces of columns [j0, j0 + count) of dy viewed as K x N.PQ that lie
+// in one image: positions [j, j + len) of image n, at offset `at` of the range. (A row of dy is
+// contiguous only within an image: the next image's row of the same channel is K.PQ further.)
+template <class Fn>
+inline void for_each_image_piece(int64_t pq, int64_t j0, int64_t count, Fn fn) {
+  for (int64_t at = 0, n = j0 / pq, j = j0 % pq; at < count; j = 0, ++n) {
+    const int64_t len = std::min(count - at, pq - j);
+    fn(n, j, len, at);
+    at += len;
+  }
+}
+
+// op(A) = dy viewed as K x N.PQ, for grad_weight: each piece is a block of rows (channels)
+// pq apart, transposed into the panel.
 struct OutputRows {
   const Conv2dShape& s;
   const float* dy;
   void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) const {
     const int64_t pq = s.P * s.Q;
-    // Segments of the depth range within one image, where the tile's rows are pq apart.
-    for (int64_t k = 0, n = k0 / pq, j = k0 % pq; k < kc; j = 0, ++n) {
-      const int64_t len = std::min(kc - k, pq - j);
+    for_each_image_piece(pq, k0, kc, [&](int64_t n, int64_t j, int64_t len, int64_t k) {
       const float* src = dy + (n * s.K + i0) * pq + j;
       int64_t done = 0;
 #if defined(__AVX512F__)
@@ -136,12 +147,11 @@ struct OutputRows {
       for (int64_t r = 0; r < MR; ++r)
         for (int64_t m = done; m < len; ++m)
           dst[(k + m) * MR + r] = r < rows ? src[r * pq + m] : 0.0f;
-      k += len;
-    }
+    });
   }
 };
 
-// op(B) = dy viewed as K x N.PQ, for the col2im form of grad_x.
+// op(B) = dy viewed as K x N.PQ, for the col2im form of grad_x: each piece of a row is copied.
 struct OutputColumns {
   const Conv2dShape& s;
   const float* dy;
@@ -149,13 +159,10 @@ struct OutputColumns {
     const int64_t pq = s.P * s.Q;
     for (int64_t k = 0; k < kc; ++k) {
       float* d = dst + k * NR;
-      for (int64_t n = j0 / pq, j = j0 % pq, left = cols; left > 0; j = 0, ++n) {
-        const int64_t len = std::min(left, pq - j);
-        std::memcpy(d, dy + (n * s.K + k0 + k) * pq + j, sizeof(float) * len);
-        d += len;
-        left -= len;
-      }
-      std::fill(d, dst + (k + 1) * NR, 0.0f);
+      for_each_image_piece(pq, j0, cols, [&](int64_t n, int64_t j, int64_t len, int64_t at) {
+        std::memcpy(d + at, dy + (n * s.K + k0 + k) * pq + j, sizeof(float) * len);
+      });
+      std::fill(d + cols, d + NR, 0.0f);
     }
   }
 };

@@ -346,26 +346,27 @@ void avg_pool2d_forward(const Pool2dShape& s, bool count_include_pad, bool relu_
   if (!vector_layout_fits(s))
     return pool_forward_by_cell(s, false, count_include_pad, relu_before, x, y);
   const Windows win(s);
+  const std::vector<float> col_extent = column_extents(win.cols, count_include_pad);
   const auto plane = [&] { return PaddedPlane(s, 0.0f); };
-  for_each_plane(s, plane, [&](PaddedPlane& in, int64_t in_off, int64_t out_off) {
-    in.load(x + in_off, relu_before);
-    for (int64_t p = 0; p < s.P; ++p) {
-      const Span& rows = win.rows[p];
-      for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
-        const int64_t n = std::min<int64_t>(kVecWidth, s.Q - q0);
-        vfloat sum = vfloat{}, d = vbroadcast(1.0f);
-        for (int64_t i = 0; i < n; ++i)
-          d[i] = (float)divisor(rows, win.cols[q0 + i], count_include_pad);
-        for (int64_t h = rows.lo; h < rows.hi; ++h) {
-          const float* padded = in.row(h) + q0 * s.stride_w;
-          for (int64_t t = 0; t < s.kernel_w; ++t) sum += load_strided(padded + t, s.stride_w);
+  with_window_width(s, [&](auto kw, auto sw) {
+    const int64_t kernel_w = kw() ? kw() : s.kernel_w, stride_w = sw() ? sw() : s.stride_w;
+    for_each_plane(s, plane, [&](PaddedPlane& in, int64_t in_off, int64_t out_off) {
+      in.load(x + in_off, relu_before);
+      for (int64_t p = 0; p < s.P; ++p) {
+        const Span& rows = win.rows[p];
+        const vfloat row_extent = vbroadcast(extent(rows, count_include_pad));
+        for (int64_t q0 = 0; q0 < s.Q; q0 += kVecWidth) {
+          vfloat sum = vfloat{};
+          for (int64_t h = rows.lo; h < rows.hi; ++h) {
+            const float* padded = in.row(h) + q0 * stride_w;
+            for (int64_t t = 0; t < kernel_w; ++t) sum += load_strided(padded + t, stride_w);
+          }
+          const vfloat d = row_extent * vload(col_extent.data() + q0);
+          store_lanes(y + out_off + p * s.Q + q0, d > 0 ? sum / d : vfloat{},
+                      std::min<int64_t>(kVecWidth, s.Q - q0));
         }
-        vfloat out = sum / d;
-        for (int64_t i = 0; i < n; ++i)
-          if (d[i] <= 0.0f) out[i] = 0.0f;
-        store_lanes(y + out_off + p * s.Q + q0, out, n);
       }
-    }
+    });
   });
 }
 

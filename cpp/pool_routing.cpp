@@ -126,35 +126,80 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const float* grad_y, cons
   return !invalid;
 }
 
+// spread[2q] = spread[2q+1] = g[q] (as 0 + g[q], the sum the general loop makes) for every q of
+// g's whole vectors: the windows of VGG's 2x2/2 pooling along a row, 2 wide, 2 apart, unpadded.
+inline void spread_pairs(const float* g, int64_t Q, float* spread) {
+  vint first, second;
+  for (int i = 0; i < kVecWidth; ++i) first[i] = i / 2, second[i] = i / 2 + kVecWidth / 2;
+  for (int64_t q0 = 0; q0 < Q; q0 += kVecWidth) {
+    const vfloat v = vfloat{} + vload(g + q0);
+    vstore(spread + 2 * q0, __builtin_shuffle(v, first));
+    vstore(spread + 2 * q0 + kVecWidth, __builtin_shuffle(v, second));
+  }
+}
+
 // The windows are products of a row span and a column span, so each output row's gradients
-// (divided by their windows' sizes) are first spread along one row buffer, which is then added to
-// every input row under the window: whole-vector adds instead of one scalar add per window cell.
+// (divided by their windows' sizes, a vector at a time) are first spread along one row buffer,
+// which then goes to every input row under the window: whole-vector stores instead of one scalar
+// add per window cell. Where no two window rows overlap (stride_h >= kernel_h, VGG's 2x2/2), each
+// input row is under at most one window row and is written once, not zeroed and then added to.
 void avg_pool2d_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_y,
                          const float* relu_x, float* grad_x) {
   if (lanes::suits(s, lanes::Kernel::kAverage))
     return lanes::avg_backward(s, count_include_pad, grad_y, relu_x, grad_x);
   const Windows win(s);
-  const auto row_buffer = [&] { return std::vector<float>(s.W); };
-  for_each_plane(s, row_buffer, [&](std::vector<float>& spread, int64_t in_off, int64_t out_off) {
-    const float* gy = grad_y + out_off;
+  const std::vector<float> col_extent = column_extents(win.cols, count_include_pad);
+  const bool disjoint_rows = s.stride_h >= s.kernel_h;
+  std::vector<char> covered(s.H, 0);
+  for (const Span& rows : win.rows)
+    for (int64_t h = rows.lo; h < rows.hi; ++h) covered[h] = 1;
+  const bool pairs = s.kernel_w == 2 && s.stride_w == 2 && s.pad_w == 0;
+  const int64_t q_vectors = (s.Q + kVecWidth - 1) / kVecWidth * kVecWidth;
+  struct Rows {
+    // one output row's gradients over their divisors, zero past Q; spread, zero past W (and
+    // past 2Q with pairs, which never writes there)
+    std::vector<float> g, spread;
+  };
+  const auto buffers = [&] {
+    return Rows{std::vector<float>(q_vectors, 0.0f),
+                std::vector<float>(std::max(s.W, 2 * q_vectors) + kVecWidth, 0.0f)};
+  };
+  for_each_plane(s, buffers, [&](Rows& b, int64_t in_off, int64_t out_off) {
     float* gx = grad_x + in_off;
-    std::memset(gx, 0, sizeof(float) * s.H * s.W);
+    if (!disjoint_rows) std::memset(gx, 0, sizeof(float) * s.H * s.W);
+    for (int64_t h = 0; disjoint_rows && h < s.H; ++h)
+      if (!covered[h]) std::memset(gx + h * s.W, 0, sizeof(float) * s.W);
     for (int64_t p = 0; p < s.P; ++p) {
       const Span& rows = win.rows[p];
       if (rows.lo >= rows.hi) continue;
-      std::fill(spread.begin(), spread.end(), 0.0f);
-      for (int64_t q = 0; q < s.Q; ++q) {
-        const Span& cols = win.cols[q];
-        const int64_t d = divisor(rows, cols, count_include_pad);
-        if (d <= 0) continue;
-        const float g = gy[p * s.Q + q] / static_cast<float>(d);
-        for (int64_t w = cols.lo; w < cols.hi; ++w) spread[w] += g;
+      const float* gy = grad_y + out_off + p * s.Q;
+      const float row_extent = extent(rows, count_include_pad);
+      int64_t q = 0;
+      for (; q + kVecWidth <= s.Q; q += kVecWidth) {
+        const vfloat d = vbroadcast(row_extent) * vload(col_extent.data() + q);
+        vstore(b.g.data() + q, d > 0 ? vload(gy + q) / d : vfloat{});
+      }
+      for (; q < s.Q; ++q) {
+        const float d = row_extent * col_extent[q];
+        b.g[q] = d > 0 ? gy[q] / d : 0.0f;
+      }
+      if (pairs) {
+        spread_pairs(b.g.data(), s.Q, b.spread.data());
+      } else {
+        std::fill(b.spread.begin(), b.spread.end(), 0.0f);
+        for (q = 0; q < s.Q; ++q)
+          for (int64_t w = win.cols[q].lo; w < win.cols[q].hi; ++w) b.spread[w] += b.g[q];
       }
       for (int64_t h = rows.lo; h < rows.hi; ++h) {
         float* dst = gx + h * s.W;
+        const float* spread = b.spread.data();
+        if (disjoint_rows) {
+          copy_floats(dst, spread, s.W);
+          continue;
+        }
         int64_t w = 0;
         for (; w + kVecWidth <= s.W; w += kVecWidth)
-          vstore(dst + w, vload(dst + w) + vload(spread.data() + w));
+          vstore(dst + w, vload(dst + w) + vload(spread + w));
         for (; w < s.W; ++w) dst[w] += spread[w];
       }
     }

@@ -48,6 +48,21 @@ inline int64_t divisor(const Span& rows, const Span& cols, bool count_include_pa
                            : (rows.hi - rows.lo) * (cols.hi - cols.lo);
 }
 
+// The average's divisor as a row's extent times a column's (divisor() = extent(rows) *
+// extent(cols)), so that the row kernels build a whole vector of divisors from one broadcast and
+// one load of column extents. The float product is exact while both are below 2^24 (every
+// window a lane kernel takes), so both paths divide by the same float.
+inline float extent(const Span& span, bool count_include_pad) {
+  return (float)(count_include_pad ? span.padded : span.hi - span.lo);
+}
+
+// extent() of every column window, padded with ones to whole vectors past the last.
+inline std::vector<float> column_extents(const std::vector<Span>& cols, bool count_include_pad) {
+  std::vector<float> result(cols.size() + kVecWidth, 1.0f);
+  for (size_t q = 0; q < cols.size(); ++q) result[q] = extent(cols[q], count_include_pad);
+  return result;
+}
+
 // Below this many input cells a pooling is not split across threads (waking them costs more than
 // the split saves).
 constexpr int64_t kPoolParallelCells = 1 << 15;

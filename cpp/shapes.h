@@ -17,9 +17,9 @@ struct Conv2dShape {
 };
 
 // Which algorithm computes a convolution's forward pass and grad_x (deepstyle.ops' algo=):
-// kAuto lets the backend pick; kWinograd asks for Winograd F(4x4, 3x3) where the geometry
-// allows it (3x3, stride 1, padding <= 2), direct otherwise; a backend with one algorithm
-// runs it for every value. grad_weight is always direct.
+// kAuto lets the backend pick; kWinograd asks for Winograd F(4x4, 3x3) or F(2x2, 5x5) where
+// the geometry allows it (3x3 or 5x5, stride 1, padding < kernel), direct otherwise; a backend
+// with one algorithm runs it for every value. grad_weight is always direct.
 enum class ConvAlgo { kAuto, kDirect, kWinograd };
 
 // 2-D pooling: x (N, C, H, W) -> y (N, C, P, Q), ceil_mode already applied to P and Q.
@@ -29,7 +29,10 @@ struct Pool2dShape {
   int64_t P, Q;
 };
 
-// Null when every window of the geometry lies inside the (padded) input, else why not.
+// Null when every window of the geometry lies inside the (padded) input and P x Q is the whole
+// output, else why not. A shorter P or Q would keep the windows inside x too, but the kernels
+// that run grad_x as a convolution of grad_y (Winograd, the flipped stride-1 one) and Winograd's
+// forward tiles size their images from H, W and the padding.
 inline const char* conv_geometry_error(const Conv2dShape& s) {
   if (s.N < 0 || s.C < 0 || s.K < 0 || s.H < 0 || s.W < 0 || s.R < 1 || s.S < 1 || s.P < 1 ||
       s.Q < 1 || s.stride_h < 1 || s.stride_w < 1 || s.pad_h < 0 || s.pad_w < 0)
@@ -37,6 +40,8 @@ inline const char* conv_geometry_error(const Conv2dShape& s) {
   if ((s.P - 1) * s.stride_h + s.R > s.H + 2 * s.pad_h ||
       (s.Q - 1) * s.stride_w + s.S > s.W + 2 * s.pad_w)
     return "conv2d: output size too large for the padded input";
+  if (s.P * s.stride_h + s.R <= s.H + 2 * s.pad_h || s.Q * s.stride_w + s.S <= s.W + 2 * s.pad_w)
+    return "conv2d: output size short of the padded input's (P, Q must be the whole output)";
   return nullptr;
 }
 

@@ -10,17 +10,16 @@
 //   M[ξ] (O x T)  = U[ξ] . V[ξ]                              (36 GEMMs)
 //   y   (m x m per tile and output channel) = A^T M A + bias (output transform)
 //
-// Blocking: tiles are numbered (n, tile row, tile column) and processed in blocks of NR-wide
-// panels. For a block, the input transform writes V straight in the GEMM's packed B layout
-// (V[ξ][panel][i][NR], vector lanes = consecutive tiles; a tile row is loaded, clipped to the
-// image, and split into the six columns of the patches by shuffles); the filter transform wrote
-// U in the packed A layout (U[ξ][row panel][i][MR]) once; then the micro-kernel of
-// gemm_blocked.h runs on every (row panel, tile panel) of every ξ into M, and the output
-// transform reads the 36 values of a tile from M and writes m x m outputs into y (clipped at the
-// image's edge). Threads split the input transform by input channel and the GEMMs and output
-// transform by output-channel panel, so a block needs one barrier (V is double-buffered: a
-// thread may start the next block's input transform while the other still reads this one's).
-// Every output is summed in a fixed order whatever the thread count (bitwise reproducible).
+// The transforms, kLanes tiles at a time, are winograd_stages.h's; this file plans the call and
+// runs them. Blocking: tiles are taken in blocks of NR-wide panels, sized so that a block's V
+// and M stay within about L2. The filter transform writes U once per call in the GEMM's packed A
+// layout; for each block the input transform writes V straight in the packed B layout, the
+// micro-kernel of gemm_blocked.h runs on every (row panel, tile panel) of every ξ into M (no
+// packing: U and V are the panels), and the output transform reads M into y. Threads take
+// whole blocks each when there are enough (winograd_conv says how), else share each block: the
+// input transform split by input channel, the GEMMs and output transform by output-channel
+// panel, one barrier per block (V double-buffered). Every output is summed in a fixed order
+// whatever the thread count (bitwise reproducible).
 //
 // grad_x of an r x r stride-1 convolution is the convolution of grad_y with the weights flipped
 // and transposed, padding r - 1 - pad: the same kernel with the filter read the other way.
@@ -29,32 +28,17 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "gemm_blocked.h"
 #include "simd.h"
 #include "threads.h"
-#include "winograd_transforms.h"
+#include "winograd_stages.h"
 
 namespace ds::cpu {
 namespace {
 
-using blocked::MR;
-using blocked::NR;
 using namespace winograd;
 constexpr int64_t kSkew = 16;  // floats: one cache line
-
-// A convolution with an r x r kernel, stride 1, in m x m output tiles (those of the transform
-// Tf): in (N, I, H, W) -> out (N, O, P, Q).
-struct Geometry {
-  int64_t N, I, H, W, O, pad_h, pad_w, P, Q;
-  int64_t TY, TX, T;  // tile rows and columns per image, tiles in all
-  template <class Tf>
-  Geometry(Tf, int64_t n, int64_t i, int64_t h, int64_t w, int64_t o, int64_t ph, int64_t pw)
-      : N(n), I(i), H(h), W(w), O(o), pad_h(ph), pad_w(pw), P(h + 2 * ph - (Tf::r - 1)),
-        Q(w + 2 * pw - (Tf::r - 1)), TY((P + Tf::m - 1) / Tf::m), TX((Q + Tf::m - 1) / Tf::m),
-        T(n * TY * TX) {}
-};
 
 // fn(Tf{}) for Tf the transform of s's kernel, F(4x4, 3x3) or F(2x2, 5x5): the one place that
 // picks it (and so the tile size).
@@ -72,195 +56,6 @@ Geometry forward_geometry(Tf tf, const Conv2dShape& s) {
 template <class Tf>
 Geometry grad_x_geometry(Tf tf, const Conv2dShape& s) {
   return Geometry(tf, s.N, s.K, s.P, s.Q, s.C, s.R - 1 - s.pad_h, s.R - 1 - s.pad_w);
-}
-
-// The filters as (output channel o, input channel i, tap): forward reads weight[o][i][a][b];
-// grad_x reads weight[i][o][r-1-a][r-1-b].
-struct Filters {
-  const float* w;
-  int64_t o_stride, i_stride;
-  bool flip;
-};
-
-// Lane l = element l * stride of base, for the first `count` lanes (zero beyond).
-inline vfloat gather(const float* base, int64_t stride, int count) {
-#if defined(__AVX512F__)
-  if (count == kLanes && stride <= INT32_MAX / kLanes) {
-    const __m512i index = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)stride));
-    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, index, base, 4);  // (no -Wmaybe-uninitialized)
-  }
-#endif
-  alignas(64) float lanes[kLanes] = {};
-  for (int l = 0; l < count; ++l) lanes[l] = base[l * stride];
-  return vload(lanes);
-}
-
-// U[ξ][panel][i][MR] for output channels [o0, o0 + count) (whole panels but the last) and
-// every input channel; rows past O are zero.
-// The 36 transformed filters of output channels o0 + lanes and input channel i.
-template <class Tf>
-inline void filter_transform(const Filters& f, int64_t o0, int64_t i, int count, vfloat* u) {
-  constexpr int r = Tf::r;
-  vfloat taps[r * r];
-  const float* base = f.w + o0 * f.o_stride + i * f.i_stride;
-  for (int a = 0; a < r; ++a)
-    for (int b = 0; b < r; ++b)
-      taps[a * r + b] = gather(base + (f.flip ? (r - 1 - a) * r + r - 1 - b : a * r + b),
-                               f.o_stride, count);
-  transform_2d(Tf::G, taps, u);
-}
-
-template <class Tf>
-void transform_filters(const Geometry& g, const Filters& f, int64_t o_panels, int64_t o0,
-                       int count, float* U, int64_t u_xi_stride) {
-  int64_t i = 0;
-#if defined(__AVX512F__)
-  // Two whole panels and an even I: input channels i, i+1 fill whole 64-byte lines of U, which
-  // go out by streaming stores (U is tens of MB, read back once per block: filling it through
-  // the cache read every line first).
-  if (MR == 8 && o0 % 16 == 0 && (o0 + 8) / MR < o_panels && g.I % 2 == 0) {
-    for (; i < g.I; i += 2) {
-      vfloat u0[kXi], u1[kXi];
-      filter_transform<Tf>(f, o0, i, count, u0);
-      filter_transform<Tf>(f, o0, i + 1, count, u1);
-      for (int xi = 0; xi < kXi; ++xi) {
-        float* dst = U + xi * u_xi_stride + (o0 / MR * g.I + i) * MR;
-        _mm512_stream_ps(dst, __builtin_shufflevector(u0[xi], u1[xi], 0, 1, 2, 3, 4, 5, 6, 7,
-                                                      16, 17, 18, 19, 20, 21, 22, 23));
-        _mm512_stream_ps(dst + g.I * MR,
-                         __builtin_shufflevector(u0[xi], u1[xi], 8, 9, 10, 11, 12, 13, 14, 15,
-                                                 24, 25, 26, 27, 28, 29, 30, 31));
-      }
-    }
-    _mm_sfence();  // the streamed lines before the barrier that hands U to the other threads
-  }
-#endif
-  for (; i < g.I; ++i) {
-    vfloat u[kXi];
-    filter_transform<Tf>(f, o0, i, count, u);
-    for (int xi = 0; xi < kXi; ++xi) {
-      alignas(64) float lanes[kLanes];
-      vstore(lanes, u[xi]);
-      for (int l = 0; l < kLanes && (o0 + l) / MR < o_panels; ++l)
-        U[xi * u_xi_stride + ((o0 + l) / MR * g.I + i) * MR + (o0 + l) % MR] = lanes[l];
-    }
-  }
-}
-
-inline vint lane_index() {
-  vint v;
-  for (int l = 0; l < kLanes; ++l) v[l] = l;
-  return v;
-}
-
-// A run of `len` tiles in one tile row (n, ty), the first at column tx, starting at lane `lane`
-// of a group of kLanes consecutive tiles.
-struct Segment {
-  int64_t n, ty, tx, len, lane;
-};
-
-// Splits the tiles [t_begin, t_end) into runs within tile rows; returns their number.
-inline int segments_of(const Geometry& g, int64_t t_begin, int64_t t_end, Segment* out) {
-  int count = 0;
-  const int64_t rest = t_begin % (g.TY * g.TX);  // divisions once: small images have many runs
-  int64_t n = t_begin / (g.TY * g.TX), ty = rest / g.TX, tx = rest % g.TX;
-  for (int64_t t = t_begin; t < t_end;) {
-    const int64_t len = std::min(t_end - t, g.TX - tx);
-    out[count++] = {n, ty, tx, len, t - t_begin};
-    t += len;
-    tx = 0;
-    if (++ty == g.TY) ty = 0, ++n;
-  }
-  return count;
-}
-
-// v = row[u] for u in [lo, hi), zero elsewhere in [0, kRowFloats<M>), as kRowVectors<M>
-// vectors: masked loads straight into registers (rows clipped at the image's edge once went
-// through a stack buffer, and reading it back at other offsets stalled store forwarding).
-template <int M>
-inline void load_row(const float* row, int64_t lo, int64_t hi, vfloat* v) {
-#if defined(__AVX512F__)
-  for (int k = 0; k < kRowVectors<M>; ++k) {
-    const int64_t u = 16 * k, a = std::clamp<int64_t>(lo - u, 0, 16),
-                  b = std::clamp<int64_t>(hi - u, a, 16);
-    const __mmask16 mask = (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
-    v[k] = mask == 0xFFFF ? vload(row + u)
-           : mask         ? _mm512_maskz_loadu_ps(mask, row + u)
-                          : _mm512_setzero_ps();
-  }
-#else
-  alignas(64) float lanes[kRowVectors<M> * kLanes];
-  for (int64_t u = 0; u < kRowVectors<M> * kLanes; ++u)
-    lanes[u] = u >= lo && u < hi ? row[u] : 0.0f;
-  for (int k = 0; k < kRowVectors<M>; ++k) v[k] = vload(lanes + k * kLanes);
-#endif
-}
-
-// The 6 input rows (input channel i) under the patches of segment `seg`, zero outside x.
-template <int M>
-inline void segment_rows(const Geometry& g, const float* x, int64_t i, const Segment& seg,
-                         vfloat (*rows)[kRowVectors<M>]) {
-  const int64_t x0 = M * (seg.tx - seg.lane) - g.pad_w;  // column under lane 0's patch
-  const int64_t lo = std::clamp<int64_t>(-x0, 0, kRowFloats<M>),
-                hi = std::clamp<int64_t>(g.W - x0, lo, kRowFloats<M>);
-  for (int r = 0; r < kAlpha; ++r) {
-    const int64_t iy = M * seg.ty - g.pad_h + r;
-    const bool inside = iy >= 0 && iy < g.H;
-    const float* src = x + ((seg.n * g.I + i) * g.H + (inside ? iy : 0)) * g.W + x0;
-    load_row<M>(src, inside ? lo : 0, inside ? hi : 0, rows[r]);
-  }
-}
-
-// V for input channel i and the kLanes tiles from t_begin (fewer at the end), stored at dst
-// (element ξ at dst + ξ * xi_stride). A group that spans several tile rows (small images)
-// takes each row's lanes from that row's patches; lanes past the last tile are zero.
-template <class Tf>
-void transform_input_group(const Geometry& g, const float* x, int64_t i, int64_t t_begin,
-                           float* dst, int64_t xi_stride) {
-  constexpr int M = Tf::m;
-  Segment segments[kLanes];
-  const int64_t tiles = std::min(g.T - t_begin, int64_t{kLanes});
-  const int count = segments_of(g, t_begin, t_begin + tiles, segments);
-  vfloat rows[kAlpha][kRowVectors<M>], d[kXi];
-  segment_rows<M>(g, x, i, segments[0], rows);
-  patch_columns<M>(rows, d);  // every lane: the other segments overwrite theirs
-  const vint lane = lane_index();
-  for (int k = 1; k < count; ++k) {
-    const Segment& seg = segments[k];
-    segment_rows<M>(g, x, i, seg, rows);
-    patch_columns<M>(rows, d, (lane >= (int)seg.lane) & (lane < (int)(seg.lane + seg.len)));
-  }
-  if (tiles < kLanes)
-    for (auto& v : d) v = lane < (int)tiles ? v : vfloat{};
-  vfloat v[kXi];
-  transform_2d(kBT, d, v);
-  for (int xi = 0; xi < kXi; ++xi) vstore(dst + xi * xi_stride, v[xi]);
-}
-
-// Output channel o of the kLanes tiles from t_begin (fewer at the end) from m (element ξ at
-// m + ξ * xi_stride) into y, clipped to the image.
-template <class Tf>
-void transform_output_group(const Geometry& g, const float* m, int64_t xi_stride, int64_t o,
-                            int64_t t_begin, float bias, float* y) {
-  constexpr int M = Tf::m;
-  vfloat in[kXi], out[M * M];
-  for (int xi = 0; xi < kXi; ++xi) in[xi] = vload(m + xi * xi_stride);
-  transform_2d(Tf::AT, in, out);
-  const vfloat b = vbroadcast(bias);
-  for (auto& v : out) v += b;
-  alignas(64) float rows[M][M * kLanes];
-  interleave_tiles<M>(out, rows);
-  Segment segments[kLanes];
-  const int count = segments_of(g, t_begin, std::min(g.T, t_begin + kLanes), segments);
-  for (int k = 0; k < count; ++k) {
-    const Segment& seg = segments[k];
-    const int64_t q0 = M * seg.tx, cols = std::min(M * seg.len, g.Q - q0);
-    for (int i = 0; i < M && M * seg.ty + i < g.P; ++i)
-      copy_floats(y + ((seg.n * g.O + o) * g.P + M * seg.ty + i) * g.Q + q0,
-                  rows[i] + M * seg.lane, cols);
-  }
 }
 
 // c (MR x cols, row stride ldc) = a (MR x depth panel) . b (depth x NR panel), cols <= NR.
@@ -288,7 +83,6 @@ int64_t block_panels(const Geometry& g, int64_t o_pad) {
   const int64_t by_block = kBlockBytes / (kXi * 4 * (g.I + o_pad) * NR);
   return std::clamp<int64_t>(by_block, 1, (g.T + NR - 1) / NR);
 }
-
 
 // The buffers of one call and where each ξ's slice starts in them. Each slice begins one cache
 // line past a multiple of its size: slices of a power-of-two size would all map to the same
@@ -361,9 +155,14 @@ void winograd_conv(const Geometry& g, const float* x, const Filters& f, const fl
   const int threads = (int)std::max<int64_t>(
       1, std::min<int64_t>(num_threads(), std::max(plan.o_panels, g.I)));
   const bool whole_blocks = plan.blocks >= std::max(4, 2 * threads);
+  // Every buffer is allocated here: a std::bad_alloc thrown inside the parallel region would end
+  // the process instead of reaching Python as a MemoryError. Whole blocks: a V and an M per
+  // thread (slices of whole cache lines); shared blocks: V double-buffered, one M.
+  const int64_t v_slice = (plan.v_size() + 15) / 16 * 16,
+                m_slice = (plan.m_size() + 15) / 16 * 16;
   float* U = scratch(kFilterSlot, kXi * plan.u_xi_stride);
-  float* V = whole_blocks ? nullptr : scratch(kInputSlot, 2 * plan.v_size());
-  float* M = whole_blocks ? nullptr : scratch(kProductSlot, plan.m_size());
+  float* V = scratch(kInputSlot, (whole_blocks ? threads : 2) * v_slice);
+  float* M = scratch(kProductSlot, (whole_blocks ? threads : 1) * m_slice);
   const int64_t filter_groups = (plan.o_pad + kLanes - 1) / kLanes;
 #pragma omp parallel num_threads(threads)
   {
@@ -374,8 +173,8 @@ void winograd_conv(const Geometry& g, const float* x, const Filters& f, const fl
                         plan.u_xi_stride);
     }
     if (whole_blocks) {
-      float* my_v = scratch(kInputSlot, plan.v_size());
-      float* my_m = scratch(kProductSlot, plan.m_size());
+      float* my_v = V + omp_get_thread_num() * v_slice;
+      float* my_m = M + omp_get_thread_num() * m_slice;
       // Equal shares of kLanes-tile groups, in blocks from the share's start (whole blocks
       // each gave one thread 864 of cifar-cnn's 1600 tiles: 6 blocks against 5 and a short one).
       int64_t g_lo, g_hi;
@@ -392,7 +191,7 @@ void winograd_conv(const Geometry& g, const float* x, const Filters& f, const fl
       blocked::split_range(plan.o_panels, omp_get_num_threads(), omp_get_thread_num(), p_lo,
                            p_hi);
       for (int64_t b = 0; b < plan.blocks; ++b) {
-        float* Vb = V + (b & 1) * plan.v_size();
+        float* Vb = V + (b & 1) * v_slice;
         int64_t i_lo, i_hi;
         blocked::split_range(g.I, omp_get_num_threads(), omp_get_thread_num(), i_lo, i_hi);
         const Block blk{b * plan.tb, plan.tiles(b)};

@@ -245,6 +245,32 @@ def test_conv2d_direct_kernels_match_reference(case):
     ref.assert_close(grad_b, ref_b, terms=n * p * q)
 
 
+def input_layer_cases(count, seed):
+    """Seeded random input layers for the forward kernel with output positions in the vector
+    lanes (64-100 taps, output channels a multiple of 8, rows of at least 16 positions): 5-wide
+    kernels (unrolled) and other widths, batch 1-3, rows ending in part of a vector or in a
+    whole one, paddings from 0 to the kernel size less one."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        r, s = int(rng.integers(3, 8)), 5 if len(cases) % 2 == 0 else int(rng.integers(3, 8))
+        c, k = int(rng.integers(1, 5)), 8 * int(rng.integers(1, 9))
+        padding = (int(rng.integers(0, r)), int(rng.integers(0, s)))
+        q = int(rng.choice([16, 32, 48]) + rng.integers(0, 2) * rng.integers(1, 16))  # row length
+        w = q + s - 1 - 2 * padding[1]
+        h = int(rng.integers(max(1, r - 2 * padding[0]), 12))
+        if 64 <= c * r * s <= 100:
+            cases.append(((int(rng.integers(1, 4)), c, h, w), (k, r, s), 1, padding))
+    return cases
+
+
+@pytest.mark.parametrize("case", input_layer_cases(12, 81), ids=case_id)
+def test_conv2d_input_layer_rows_match_reference(case):
+    x, w, b, _, stride, padding = make_case(case, 11)
+    ref.assert_close(ops.conv2d(x, w, b, stride, padding), ref.conv2d(x, w, b, stride, padding),
+                     terms=w[0].size)
+
+
 def test_conv2d_leaves_inputs_unchanged():
     x, w, b, grad_y, stride, padding = make_case(CASES[2], 9)
     saved = [a.copy() for a in (x, w, b, grad_y)]

@@ -186,6 +186,13 @@ COMPILED_CALLS = {
     "conv weight size": lambda: _cpu.conv2d_forward(_x, _f32(3, 4, 3, 3), None, _f32(1, 3, 3, 3), _conv),
     "conv output too large": lambda: _cpu.conv2d_forward(
         _x, _w, None, _f32(1, 3, 4, 3), (1, 2, 5, 5, 3, 3, 3, 1, 1, 0, 0, 4, 3)),
+    # A short P or Q keeps every window inside x, but the Winograd and flipped stride-1 grad_x
+    # kernels take the whole output (Winograd once wrote the 3x3 of this one into a 2x2 y).
+    "conv output short": lambda: _cpu.conv2d_forward(
+        _x, _w, None, _f32(1, 3, 2, 2), (1, 2, 5, 5, 3, 3, 3, 1, 1, 0, 0, 2, 2), 2),
+    "conv grad output short": lambda: _cpu.conv2d_backward(
+        _f32(1, 3, 3, 2), _x, _w, _f32(1, 2, 5, 5), None, None,
+        (1, 2, 5, 5, 3, 3, 3, 1, 1, 0, 0, 3, 2), 2),
     "conv bias": lambda: _cpu.conv2d_forward(_x, _w, _f32(2), _f32(1, 3, 3, 3), _conv),
     "conv stride": lambda: _cpu.conv2d_forward(
         _x, _w, None, _f32(1, 3, 3, 3), (1, 2, 5, 5, 3, 3, 3, 0, 1, 0, 0, 3, 3)),

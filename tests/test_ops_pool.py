@@ -167,6 +167,29 @@ def test_max_pool2d_backward_matches_finite_differences(options):
                    rtol=1e-5)
 
 
+@pytest.mark.parametrize("width", [64, 65, 66, 97])
+@pytest.mark.parametrize("options", [((2, 2), None, (0, 0), False), ((2, 2), None, (0, 0), True),
+                                     ((2, 2), None, (1, 1), True), ((3, 3), 2, (1, 1), False)],
+                         ids=options_id)
+def test_avg_pool_row_kernels_on_planes_of_vgg_size(options, width, restore_threads):
+    """Planes over 1024 cells take the row kernels (2x2/2 unpadded: the backward's paired
+    spread and once-written rows), whose output rows end within or after a whole vector."""
+    kernel, stride, padding, ceil_mode = options
+    x, grad_y = pool_case(options, width, shape=(1, 3, 35, width))
+    for count_include_pad in (True, False):
+        args = (kernel, stride, padding, ceil_mode, count_include_pad)
+        ref.assert_close(ops.avg_pool2d(x, *args), ref.avg_pool2d(x, *args), terms=9)
+        expected = ref.avg_pool2d_backward(grad_y.astype(np.float64), x, *args)
+        results = []
+        for threads in (1, 2):
+            deepstyle.set_num_threads(threads)
+            results.append(ops.avg_pool2d_backward(grad_y, x, *args))
+        ref.assert_close(results[0], expected, terms=9)
+        np.testing.assert_array_equal(results[0], results[1])
+        masked = ops.avg_pool2d_backward(grad_y, x, *args, relu_before=True)
+        np.testing.assert_array_equal(masked, np.where(x > 0, results[0], 0))
+
+
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("options", SMALL_OPTIONS, ids=options_id)
 def test_avg_pool2d_backward_matches_finite_differences(options, count_include_pad):

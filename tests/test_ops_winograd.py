@@ -137,3 +137,30 @@ def test_unknown_algo_is_rejected(algo):
     x, weight = np.zeros((1, 2, 5, 5), np.float32), np.zeros((2, 2, 3, 3), np.float32)
     with pytest.raises(ValueError, match="algo: expected one of"):
         ops.conv2d(x, weight, algo=algo)
+
+
+OUT_OF_MEMORY = r"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+import numpy as np
+import deepstyle
+from deepstyle import ops
+deepstyle.set_num_threads(1)
+# 600000 input channels, one filter: the transformed filters (0.7 GB) fit; a block's transformed
+# input (48 tiles x 36 x 600000 floats, 4.1 GB) does not. 17 one-pixel images padded by 4 give
+# 153 tiles (4 blocks), enough for each thread to take whole blocks with buffers of its own.
+x = np.ones((17, 600000, 1, 1), np.float32)
+weight = np.ones((1, 600000, 5, 5), np.float32)
+try:
+    ops.conv2d(x, weight, padding=4, algo="winograd")
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+def test_a_block_too_large_for_memory_is_a_memory_error(run_python_limited):
+    """The buffers of a call are allocated before its parallel region: a std::bad_alloc thrown
+    inside one would end the process (std::terminate) instead of raising MemoryError."""
+    result = run_python_limited("-c", OUT_OF_MEMORY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "MemoryError"
