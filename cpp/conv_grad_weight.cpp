@@ -1,6 +1,8 @@
 // grad_weight (and grad_bias) with 32 or 64 output channels, the adjoint of conv_direct.cpp's
 // forward kernel, for small images and for input layers (few taps on large images), output
-// channels in the vector lanes; blocking and order of the sums at direct_grad_weight below.
+// channels in the vector lanes; blocking and order of the sums at kWeightTaps below.
+#include <omp.h>
+
 #include <algorithm>
 #include <optional>
 #include <type_traits>
@@ -210,9 +212,13 @@ void direct_grad_weight(const Conv2dShape& s, const float* x, const float* grad_
   float* partial = scratch(kTransposedSlot, units * groups * item_sums);
   const int64_t chunk_rows = std::max<int64_t>(1, kWeightChunkFloats / (s.Q * G));
   std::vector<double> bias_partial(grad_bias ? units * s.K : 0);  // [unit][k]
-#pragma omp parallel num_threads(num_threads())
+  // Every thread's dyT, taken here: a std::bad_alloc must not leave the parallel region.
+  const int threads = num_threads();
+  const int64_t dyt_floats = (chunk_rows * s.Q * G + 15) / 16 * 16;  // whole cache lines each
+  float* const dyt_all = scratch(kGradSlot, threads * dyt_floats);
+#pragma omp parallel num_threads(threads)
   {
-    float* dyt = scratch(kGradSlot, chunk_rows * s.Q * G);
+    float* dyt = dyt_all + omp_get_thread_num() * dyt_floats;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < units * groups; ++item) {
       const int64_t unit = item / groups, k0 = item % groups * G;

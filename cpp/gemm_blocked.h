@@ -15,6 +15,11 @@
 //
 // Every element of C is summed by one thread in the same fixed order whatever the partition, so
 // results are bitwise identical from run to run and across thread counts.
+//
+// Here: the cache blocking, the packing buffers, the micro-kernel and its tiles, the serial
+// algorithm (gemm_part) and the threaded driver (gemm), with the streaming stores of large
+// shallow outputs. The register tile (MR x NR) and the plain-matrix operands (MatrixA, MatrixB,
+// MatrixC) are in gemm_operands.h; the dot-product kernel for long sums in gemm_dot.h.
 #pragma once
 
 #include <omp.h>
@@ -24,16 +29,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <new>
 
+#include "gemm_operands.h"
 #include "simd.h"
 
 namespace ds {
 namespace blocked {
 
-constexpr int NV = kVecWidth == 16 ? 3 : 2;
-constexpr int NR = NV * kVecWidth;            // 48 with AVX-512: 8 x 3 = 24 zmm accumulators
-constexpr int MR = kVecWidth == 16 ? 8 : 6;
 // Deep K slices (fewer passes over C): the MC x KC block of A takes 768 KB of the 1 MB L2, the
 // KC x NC block of B 9 MB of L3.
 constexpr int64_t KC = 768;
@@ -45,8 +49,8 @@ constexpr int64_t NC = NR * 64;
 class Scratch {
  public:
   ~Scratch() { std::free(data_); }
-  // Throws std::bad_alloc (a MemoryError in Python) rather than return null; callers inside an
-  // OpenMP region ask only for small, fixed-size panels.
+  // Throws std::bad_alloc (a MemoryError in Python) rather than return null; a caller inside an
+  // OpenMP region must catch it there (an exception leaving the region is std::terminate).
   float* get(int64_t n) {
     if (n > size_) {
       std::free(data_);
@@ -63,157 +67,6 @@ class Scratch {
  private:
   float* data_ = nullptr;
   int64_t size_ = 0;
-};
-
-// op(A) from a row-major matrix: pack(i0, rows, k0, kc, dst) writes rows [i0, i0+rows) x depth
-// [k0, k0+kc) as an MR-tall panel, k-major, zero-padded to MR rows.
-struct MatrixA {
-  const float* A;
-  int64_t lda;
-  bool trans;
-  float value(int64_t i, int64_t k) const { return trans ? A[k * lda + i] : A[i * lda + k]; }
-  void pack(int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) const {
-    if (trans) {
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = A + (k0 + k) * lda + i0;
-        float* d = dst + k * MR;
-        int64_t r = 0;
-        for (; r < rows; ++r) d[r] = src[r];
-        for (; r < MR; ++r) d[r] = 0.0f;
-      }
-      return;
-    }
-    int64_t k_done = 0;
-#if defined(__AVX512F__)
-    if (rows == MR && MR == 8) k_done = transpose_rows_8x16(A + i0 * lda + k0, lda, kc, dst);
-#endif
-    for (int64_t r = 0; r < MR; ++r) {
-      if (r < rows) {
-        const float* src = A + (i0 + r) * lda + k0;
-        for (int64_t k = k_done; k < kc; ++k) dst[k * MR + r] = src[k];
-      } else {
-        for (int64_t k = k_done; k < kc; ++k) dst[k * MR + r] = 0.0f;
-      }
-    }
-  }
-
-#if defined(__AVX512F__)
-  // dst[k * dst_ld + r] = src[r * ld + k] for 8 rows and k in whole blocks of 16, by three rounds
-  // of two-source permutes (pairs of rows, then of 64-bit and of 128-bit units); returns the k
-  // done. dst_ld = 8 is an A panel; wider, 8 columns of a B panel. With `plus` (A panels only),
-  // plus[k * plus_ld + r] is added to each element before it is stored.
-  static int64_t transpose_rows_8x16(const float* src, int64_t ld, int64_t kc, float* dst,
-                                     int64_t dst_ld = 8, const float* plus = nullptr,
-                                     int64_t plus_ld = 0) {
-    const __m512i pair_lo =
-        _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i pair_hi = _mm512_add_epi32(pair_lo, _mm512_set1_epi32(8));
-    const __m512i quad_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
-    const __m512i quad_hi = _mm512_add_epi64(quad_lo, _mm512_set1_epi64(4));
-    const __m512i oct_lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
-    const __m512i oct_hi = _mm512_add_epi64(oct_lo, _mm512_set1_epi64(4));
-    int64_t k = 0;
-    for (; k + 16 <= kc; k += 16) {
-      __m512 row[8];
-      for (int r = 0; r < 8; ++r) row[r] = _mm512_loadu_ps(src + r * ld + k);
-      __m512d pairs[4][2];  // rows 2i, 2i+1 interleaved: k 0-7, k 8-15
-      for (int i = 0; i < 4; ++i) {
-        const __m512 even = row[2 * i], odd = row[2 * i + 1];
-        pairs[i][0] = _mm512_castps_pd(_mm512_permutex2var_ps(even, pair_lo, odd));
-        pairs[i][1] = _mm512_castps_pd(_mm512_permutex2var_ps(even, pair_hi, odd));
-      }
-      __m512d quads[2][4];  // rows 4i..4i+3 for k 0-3, 4-7, 8-11, 12-15
-      for (int i = 0; i < 2; ++i)
-        for (int h = 0; h < 2; ++h) {
-          const __m512d first = pairs[2 * i][h], second = pairs[2 * i + 1][h];
-          quads[i][2 * h] = _mm512_permutex2var_pd(first, quad_lo, second);
-          quads[i][2 * h + 1] = _mm512_permutex2var_pd(first, quad_hi, second);
-        }
-      float* d = dst + k * dst_ld;
-      for (int q = 0; q < 4; ++q) {  // all 8 rows for k 4q, 4q+1 and 4q+2, 4q+3
-        const __m512d top = quads[0][q], bottom = quads[1][q];
-        __m512d k01 = _mm512_permutex2var_pd(top, oct_lo, bottom);
-        __m512d k23 = _mm512_permutex2var_pd(top, oct_hi, bottom);
-        if (plus) {  // rows k, k+1 of `plus` side by side, as k01 and k23 hold them
-          typedef float eight __attribute__((vector_size(32)));
-          eight row[4];
-          for (int h = 0; h < 4; ++h) std::memcpy(&row[h], plus + (k + 4 * q + h) * plus_ld, 32);
-          k01 = _mm512_castps_pd(_mm512_castpd_ps(k01) +
-                                 __builtin_shufflevector(row[0], row[1], 0, 1, 2, 3, 4, 5, 6, 7,
-                                                         8, 9, 10, 11, 12, 13, 14, 15));
-          k23 = _mm512_castps_pd(_mm512_castpd_ps(k23) +
-                                 __builtin_shufflevector(row[2], row[3], 0, 1, 2, 3, 4, 5, 6, 7,
-                                                         8, 9, 10, 11, 12, 13, 14, 15));
-        }
-        if (dst_ld == 8) {
-          _mm512_storeu_pd((double*)(d + 32 * q), k01);
-          _mm512_storeu_pd((double*)(d + 32 * q + 16), k23);
-        } else {
-          // Halves by vector shuffles: GCC 12 warns on the extract intrinsics' undefined operand.
-          typedef double half __attribute__((vector_size(32)));
-          const half parts[4] = {__builtin_shufflevector(k01, k01, 0, 1, 2, 3),
-                                 __builtin_shufflevector(k01, k01, 4, 5, 6, 7),
-                                 __builtin_shufflevector(k23, k23, 0, 1, 2, 3),
-                                 __builtin_shufflevector(k23, k23, 4, 5, 6, 7)};
-          for (int h = 0; h < 4; ++h) std::memcpy(d + (4 * q + h) * dst_ld, &parts[h], 32);
-        }
-      }
-    }
-    return k;
-  }
-#endif
-};
-
-// op(B) from a row-major matrix: pack(k0, kc, j0, cols, dst) writes depth [k0, k0+kc) x columns
-// [j0, j0+cols) as one NR-wide panel, k-major, zero-padded to NR columns.
-struct MatrixB {
-  const float* B;
-  int64_t ldb;
-  bool trans;
-  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t cols, float* dst) const {
-    if (trans) {  // columns of op(B) are rows of B: transposed, 8 at a time where possible
-      int64_t c = 0;
-#if defined(__AVX512F__)
-      for (; c + 8 <= cols; c += 8) {
-        const float* src = B + (j0 + c) * ldb + k0;
-        const int64_t k_done = MatrixA::transpose_rows_8x16(src, ldb, kc, dst + c, NR);
-        for (int64_t r = 0; r < 8; ++r)
-          for (int64_t k = k_done; k < kc; ++k) dst[k * NR + c + r] = src[r * ldb + k];
-      }
-#endif
-      for (; c < NR; ++c) {
-        if (c < cols) {
-          const float* src = B + (j0 + c) * ldb + k0;
-          for (int64_t k = 0; k < kc; ++k) dst[k * NR + c] = src[k];
-        } else {
-          for (int64_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.0f;
-        }
-      }
-      return;
-    }
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = B + (k0 + k) * ldb + j0;
-      float* d = dst + k * NR;
-      if (cols == NR) {
-        for (int v = 0; v < NV; ++v) vstore(d + v * kVecWidth, vload(src + v * kVecWidth));
-      } else {
-        int64_t c = 0;
-        for (; c < cols; ++c) d[c] = src[c];
-        for (; c < NR; ++c) d[c] = 0.0f;
-      }
-    }
-  }
-};
-
-// C as a row-major matrix. Every C destination offers at(i, j), the address of element (i, j)
-// (null for a column that is not stored), with rows ld() apart, and direct(i, j0, cols), the
-// address of (i, j0) when columns [j0, j0+cols) are adjacent in memory, else null.
-struct MatrixC {
-  float* C;
-  int64_t ldc;
-  float* at(int64_t i, int64_t j) const { return C + i * ldc + j; }
-  int64_t ld() const { return ldc; }
-  float* direct(int64_t i, int64_t j0, int64_t) const { return at(i, j0); }
 };
 
 // acc (MR x NVU vectors) = sum over k of a[k, :]^T b[k, :NVU*kVecWidth], stored to c (row
@@ -398,11 +251,15 @@ void gemm_part(int64_t i_lo, int64_t i_hi, int64_t j_lo, int64_t j_hi, int64_t K
 // Streaming stores pay where the sums are shallow and C is far larger than this core's share of
 // the caches: the tiles are then bound by writing C, and a cached store first reads each line
 // in (conv1_1's forward pass, 64 x 65536 x 27, 16 MB of C: its 2-thread scaling is bound by it).
+// 4 MB of C, as in gemm_shallow.h (tuned on a Zen 4 with 32 MB of L3); with other cache sizes
+// only the speed depends on it. A depth of at most 80 is a single K slice (KC or more),
+// so no later slice reads the streamed C back.
 constexpr int64_t kStreamMaxDepth = 80, kStreamFloats = int64_t{1} << 20;
 
 // op(B) and C seen with `shift` unstored leading columns, so that panels, which start every NR
 // columns, start where C's rows reach a whole vector: streaming stores need aligned tiles. Only
-// the first panel (j0 == 0) holds shifted-in columns, zeros of B never stored to C.
+// the first panel (j0 == 0; the others start at NR or more, past the shift) holds shifted-in
+// columns, zeros of B never stored to C.
 template <typename BSrc>
 struct ShiftedB {
   const BSrc& B;
@@ -451,8 +308,8 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
   const ShiftedC<CDst> C{C_in, shift};
   N += shift;
   const int64_t m_tiles = (M + MR - 1) / MR, panels = (N + NR - 1) / NR;
-  threads = std::max(1, std::min<int>(threads, (int)std::max(m_tiles, panels)));
-  if (upper) threads = std::min<int>(threads, (int)panels);
+  threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, std::max(m_tiles, panels)));
+  if (upper) threads = (int)std::min<int64_t>(threads, panels);
   const int64_t kc = depth_slice(M, K);  // of the whole product: the same sums in any partition
   if (threads == 1)
     return gemm_part(0, M, 0, N, K, kc, alpha, A, B, beta, C, bias, upper, stream);
@@ -470,6 +327,9 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
   const double share = (double)M * N * K / threads, a = (double)M * K, b = (double)K * N;
   const bool split_cols = upper || share / by_cols + kPackCost * (a + b / threads) <=
                                        share / by_rows + kPackCost * (a / threads + b);
+  // An exception must not leave the parallel region (std::terminate): a thread's failure to get
+  // its packing buffers (std::bad_alloc) is rethrown once the region ends.
+  std::exception_ptr error;
 #pragma omp parallel num_threads(threads)
   {
     int64_t lo, hi;
@@ -479,13 +339,19 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const ASrc& A, const BSr
       lo = (int64_t)(panels * std::sqrt((double)t / nt));
       hi = t + 1 == nt ? panels : (int64_t)(panels * std::sqrt((double)(t + 1) / nt));
     }
-    if (split_cols)
-      gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, kc, alpha, A, B, beta, C, bias, upper,
-                stream);
-    else
-      gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, kc, alpha, A, B, beta, C, bias, false,
-                stream);
+    try {
+      if (split_cols)
+        gemm_part(0, M, lo * NR, std::min(N, hi * NR), K, kc, alpha, A, B, beta, C, bias, upper,
+                  stream);
+      else
+        gemm_part(lo * MR, std::min(M, hi * MR), 0, N, K, kc, alpha, A, B, beta, C, bias, false,
+                  stream);
+    } catch (...) {
+#pragma omp critical(ds_blocked_gemm_error)
+      if (!error) error = std::current_exception();
+    }
   }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace blocked

@@ -51,7 +51,9 @@ constexpr int64_t kStreamFloats = int64_t{1} << 20;
 // 0.65-0.89 for 3 and 8 x 60000x64, 8x65536x64, 3x65536x75 and 8x40000x75 (12-17 MB), 1.02-1.09
 // for 5-7 x 45000 - 60000 x 40 - 50 (10-11 MB); 1.1-1.5 for 3-8 x 30001x50 and 4x65536x32 (6-9 MB).
 // Nor is a panel copied that is no deeper than the L1 is associative: its rows stay in L1 where
-// they lie (1.2-1.4 for 64x70001x2 and x4 copied, 0.96 for x8, 0.93 for x16).
+// they lie (1.2-1.4 for 64x70001x2 and x4 copied, 0.96 for x8, 0.93 for x16). On machines with
+// other cache sizes these thresholds and kStreamFloats only cost speed: every path computes the
+// same sums.
 constexpr int64_t kFromMemoryFloats = int64_t{10} << 18, kInPlaceDepth = 8;
 
 // Copies rows [row, end) of a panel of B (columns [j, j + width)) into its buffer dst (nothing
@@ -90,6 +92,7 @@ struct PanelCopy {
   }
 };
 
+// K <= kMaxDepth (the rows of the panel buffers; sgemm sends only such sums here).
 inline void gemm_shallow(int64_t M, int64_t N, int64_t K, float alpha, const float* a,
                          int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                          int64_t ldc, int threads) {

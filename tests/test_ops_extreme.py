@@ -3,6 +3,7 @@ layouts. Results match the float64 reference, and memory follows the output, not
 geometry (measured in a subprocess under a 4 GB address-space limit)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -122,3 +123,65 @@ def test_convolutions_with_no_input_or_no_output_channels():
     grad_x, grad_w, grad_b = ops.conv2d_backward(y, x, w)
     np.testing.assert_array_equal(grad_x, np.zeros_like(x))
     assert grad_w.shape == w.shape and grad_b.shape == (0,)
+
+
+# A buffer that cannot be had inside a parallel region (the blocked GEMM's packed panels, the
+# direct grad_weight's transposed dy) is a MemoryError, not std::terminate: an exception must not
+# leave an OpenMP region. The address-space limit is set just above what the process holds once
+# its operands exist, so that the kernel's own buffers (9 MB of packed B per thread; 32 MB of dy
+# per thread for a 2**18-wide input layer) are what fails; after the limit is lifted the same
+# call succeeds and matches the float64 reference (the buffers were left consistent).
+OUT_OF_MEMORY = r"""
+import resource, sys
+import numpy as np
+import deepstyle
+from deepstyle import ops
+sys.path.insert(0, sys.argv[3])
+import reference as ref
+
+def address_space():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+
+deepstyle.set_num_threads(int(sys.argv[2]))
+rng = np.random.default_rng(3)
+if sys.argv[1] == "gemm":  # blocked driver, K > 80: packed B of 768 x 3072 floats per thread
+    a = rng.standard_normal((1024, 768)).astype(np.float32)
+    b = rng.standard_normal((768, 4096)).astype(np.float32)
+    c = np.empty((1024, 4096), np.float32)
+    ops.gemm(a[:200, :200], b[:200, :200])  # worker threads and small buffers exist already
+    call = lambda: ops.gemm(a, b, c)
+    check = lambda: ref.assert_close(c, ref.gemm(a, b), terms=768)
+else:  # the direct grad_weight of an input layer 2**18 positions wide: dy rows of 32 MB
+    x = rng.standard_normal((1, 1, 1, 1 << 18)).astype(np.float32)
+    w = rng.standard_normal((32, 1, 5, 5)).astype(np.float32)
+    gy = rng.standard_normal((1, 32, 1, 1 << 18)).astype(np.float32)
+    ops.conv2d_backward(gy[..., :4096], x[..., :4096], w, padding=2, need_x=False)
+    out = []
+    call = lambda: out.append(ops.conv2d_backward(gy, x, w, padding=2, need_x=False))
+    def check():
+        _, grad_w, grad_b = out[-1]
+        _, ref_w, ref_b = ref.conv2d_backward(gy.astype(np.float64), x, w, padding=2)
+        ref.assert_close(grad_w, ref_w, terms=1 << 18)
+        ref.assert_close(grad_b, ref_b, terms=1 << 18)
+resource.setrlimit(resource.RLIMIT_AS, (address_space() + (4 << 20), resource.RLIM_INFINITY))
+try:
+    call()
+    print("no error")
+except MemoryError:
+    print("MemoryError")
+resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+call()
+check()
+print("then ok")
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kernel", ["gemm", "conv_grad_weight"])
+def test_out_of_memory_inside_a_parallel_region_is_a_memory_error(run_python_limited, kernel,
+                                                                    threads):
+    tests = os.path.dirname(os.path.abspath(__file__))
+    result = run_python_limited("-c", OUT_OF_MEMORY, kernel, str(threads), tests)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["MemoryError", "then", "ok"]

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import deepstyle
 import reference as ref
 from deepstyle import ops
 
@@ -91,6 +92,37 @@ def test_gemm_shallow_large_output_at_any_alignment(offset, k, m):
     ref.assert_close(c, ref.gemm(a, b), terms=k)
     np.testing.assert_array_equal(np.concatenate([buffer[:inside.start], buffer[inside.stop:]]),
                                   outside)
+
+
+def streamed_shapes(count, seed):
+    """Random shallow products (a sum of 1-80) with outputs of 2**20 floats or more, rows a whole
+    number of vectors or not, C at a random float offset from a 64-byte line, and any transposes:
+    the streaming stores of the unpacked kernels and of the blocked driver (shifted panels)."""
+    rng = np.random.default_rng(seed)
+    shapes = []
+    for _ in range(count):
+        m, k = int(rng.integers(1, 200)), int(rng.integers(1, 81))
+        n = int(rng.integers((1 << 20) // m + 1, (1 << 20) // m + 3000))
+        n = n // 16 * 16 if rng.integers(0, 3) else n
+        shapes.append((m, n, k, int(rng.integers(0, 16)), *(bool(t) for t in rng.integers(0, 2, 2))))
+    return shapes
+
+
+@pytest.mark.parametrize("m,n,k,offset,trans_a,trans_b", streamed_shapes(6, 23))
+def test_gemm_streamed_outputs_match_reference_alike_at_one_and_two_threads(
+        m, n, k, offset, trans_a, trans_b, restore_threads):
+    rng = np.random.default_rng(m + n + k)
+    a, b = operands(rng, m, n, k, trans_a, trans_b)
+    results = []
+    for threads in (1, 2):
+        deepstyle.set_num_threads(threads)
+        raw = np.full(m * n + 32, 5.0, np.float32)
+        first = (-raw.ctypes.data // 4) % 16 + offset
+        ops.gemm(a, b, raw[first:first + m * n].reshape(m, n), trans_a=trans_a, trans_b=trans_b)
+        np.testing.assert_array_equal(np.delete(raw, np.s_[first:first + m * n]), 5.0)
+        results.append(raw[first:first + m * n].reshape(m, n))
+    np.testing.assert_array_equal(results[0], results[1])
+    ref.assert_close(results[0], ref.gemm(a, b, trans_a=trans_a, trans_b=trans_b), terms=k)
 
 
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
