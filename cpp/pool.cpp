@@ -222,12 +222,7 @@ void max_pool_row_backward_disjoint(const Pool2dShape& s, const Windows& win,
       float* o = out + (h - rows.lo) * out_stride + q0 * s.stride_w;
       const vint at = lane + (int32_t)(h * s.W + q0 * s.stride_w - s.pad_w);
       if (KW == 2 && SW == 2) {  // the two taps interleave into whole vectors
-        const vfloat g0 = best_at == at ? g : zero, g1 = best_at == at + 1 ? g : zero;
-        vint first, second;
-        for (int i = 0; i < kVecWidth; ++i)
-          first[i] = i / 2 + (i % 2) * kVecWidth, second[i] = first[i] + kVecWidth / 2;
-        vstore(o, __builtin_shuffle(g0, g1, first));
-        vstore(o + kVecWidth, __builtin_shuffle(g0, g1, second));
+        store_interleaved(o, best_at == at ? g : zero, best_at == at + 1 ? g : zero);
         continue;
       }
       for (int64_t t = 0; t < s.kernel_w; ++t) {

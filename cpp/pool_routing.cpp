@@ -25,12 +25,8 @@ typedef int32_t vint __attribute__((vector_size(kVecWidth * sizeof(int32_t))));
 // every grad_x cell written once, gradient or zero, two rows per output row. Returns false if an
 // index is not in its window.
 bool max_pool_backward_2x2(const Pool2dShape& s, const float* gy, const int32_t* idx, float* gx) {
-  vint lane, first, second;
-  for (int i = 0; i < kVecWidth; ++i) {
-    lane[i] = 2 * i;
-    first[i] = i / 2 + (i % 2) * kVecWidth;
-    second[i] = first[i] + kVecWidth / 2;
-  }
+  vint lane;
+  for (int i = 0; i < kVecWidth; ++i) lane[i] = 2 * i;
   const vfloat zero = vfloat{};
   vint in_window = ~vint{};  // lanes stay all ones while every index is in its window
   bool valid = true;
@@ -47,10 +43,8 @@ bool max_pool_backward_2x2(const Pool2dShape& s, const float* gy, const int32_t*
       in_window &= w0 | w1 | w2 | w3;
       const vfloat g0 = w0 ? g : zero, g1 = w1 ? g : zero, g2 = w2 ? g : zero,
                    g3 = w3 ? g : zero;
-      vstore(top + 2 * q0, __builtin_shuffle(g0, g1, first));
-      vstore(top + 2 * q0 + kVecWidth, __builtin_shuffle(g0, g1, second));
-      vstore(bottom + 2 * q0, __builtin_shuffle(g2, g3, first));
-      vstore(bottom + 2 * q0 + kVecWidth, __builtin_shuffle(g2, g3, second));
+      store_interleaved(top + 2 * q0, g0, g1);
+      store_interleaved(bottom + 2 * q0, g2, g3);
     }
     for (; q0 < s.Q; ++q0) {
       const int32_t d = idx[p * s.Q + q0] - (int32_t)(2 * p * s.W + 2 * q0);
@@ -129,12 +123,9 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const float* grad_y, cons
 // spread[2q] = spread[2q+1] = g[q] (as 0 + g[q], the sum the general loop makes) for every q of
 // g's whole vectors: the windows of VGG's 2x2/2 pooling along a row, 2 wide, 2 apart, unpadded.
 inline void spread_pairs(const float* g, int64_t Q, float* spread) {
-  vint first, second;
-  for (int i = 0; i < kVecWidth; ++i) first[i] = i / 2, second[i] = i / 2 + kVecWidth / 2;
   for (int64_t q0 = 0; q0 < Q; q0 += kVecWidth) {
     const vfloat v = vfloat{} + vload(g + q0);
-    vstore(spread + 2 * q0, __builtin_shuffle(v, first));
-    vstore(spread + 2 * q0 + kVecWidth, __builtin_shuffle(v, second));
+    store_interleaved(spread + 2 * q0, v, v);
   }
 }
 

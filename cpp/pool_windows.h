@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <exception>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "shapes.h"
@@ -54,6 +55,21 @@ inline int64_t divisor(const Span& rows, const Span& cols, bool count_include_pa
 // window a lane kernel takes), so both paths divide by the same float.
 inline float extent(const Span& span, bool count_include_pad) {
   return (float)(count_include_pad ? span.padded : span.hi - span.lo);
+}
+
+// Lanes first .. first + kVecWidth - 1 of a0 b0 a1 b1 ... (constant shuffle indices, so that
+// the masks are never built at run time).
+template <int first, size_t... I>
+inline vfloat interleaved(vfloat a, vfloat b, std::index_sequence<I...>) {
+  return __builtin_shufflevector(a, b, ((first + I) / 2 + (first + I) % 2 * kVecWidth)...);
+}
+
+// dst[2i] = a[i], dst[2i + 1] = b[i] for every lane i: two whole-vector stores. The 2-wide,
+// 2-apart windows of VGG's pooling route a vector of output cells to twice as many inputs so.
+inline void store_interleaved(float* dst, vfloat a, vfloat b) {
+  constexpr auto lanes = std::make_index_sequence<kVecWidth>{};
+  vstore(dst, interleaved<0>(a, b, lanes));
+  vstore(dst + kVecWidth, interleaved<kVecWidth>(a, b, lanes));
 }
 
 // extent() of every column window, padded with ones to whole vectors past the last.
