@@ -216,18 +216,20 @@ bool winograd_applies(const Conv2dShape& s) {
 namespace {
 
 // With few channels the transforms outweigh the GEMMs; with few tiles the filter transform
-// (36 floats per filter, written and read once: 38 MB for 512 x 512 channels) does. Measured
-// (Xeon, one thread): 256 or 512 channels break even at 16 tiles (a 16x16 image) and run 1.5x
-// faster than direct at 36; 64 channels (filters in cache) 2.2x faster at 16 tiles.
+// (36 floats per filter, written and read once: 38 MB for 512 x 512 channels) does. F(4x4, 3x3)
+// from 16 tiles (a 16x16 image): against direct, 16 tiles ran 0.53-0.78x direct's time on 64-512
+// channels at 1 and 2 threads (Zen 4, Dec 2026; VGG's conv5_1 at 256x256, 11.4 -> 7.4 ms), 9
+// tiles 0.8-0.9x on 64-256 channels but 1.2-1.5x on 512; an older Xeon broke even at 16 tiles
+// with 256-512 channels, where filters of 64 channels (in cache) ran 2.2x faster.
 // F(2x2, 5x5) saves 64 of 100 multiplications per tile (F(4x4, 3x3): 108 of 144), so it needs
 // about twice the tiles to repay a large filter transform; against the direct 5x5 kernels it
 // pays from 8 channels: 1.3-1.9x faster on 8-256 channels and 4x4 to 32x32 images, 0.4-0.6x
 // on 3 input channels (cifar-cnn's first layer) or 1-8 tiles.
 bool winograd_pays_off(const Conv2dShape& s, const Geometry& g) {
-  const int64_t filter_bytes = kXi * 4 * s.C * s.K, min_channels = s.R == 5 ? 8 : 16,
-                enough_tiles = s.R == 5 ? 32 : 20;
-  return winograd_applies(s) && s.C >= min_channels && s.K >= min_channels &&
-         (g.T >= enough_tiles || (g.T >= 16 && filter_bytes <= (1 << 20)));
+  if (!winograd_applies(s)) return false;
+  if (s.R == 3) return s.C >= 16 && s.K >= 16 && g.T >= 16;
+  const bool filters_in_cache = kXi * 4 * s.C * s.K <= (1 << 20);
+  return s.C >= 8 && s.K >= 8 && (g.T >= 32 || (g.T >= 16 && filters_in_cache));
 }
 
 }  // namespace

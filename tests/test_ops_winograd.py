@@ -100,6 +100,21 @@ def test_auto_uses_a_correct_algorithm_on_either_side_of_the_switch(r, padding, 
                                                      padding)[0], terms=r * r * k)
 
 
+def test_auto_takes_winograd_from_16_tiles_whatever_the_filter_size():
+    """VGG's conv5_1 on a 256x256 image is 16 tiles of 4x4 with filters too large for any
+    cache; Winograd still ran in 0.53-0.78x direct's time there (winograd_pays_off), 9 tiles
+    not always."""
+    rng = np.random.default_rng(6)
+    weight = (rng.standard_normal((256, 256, 3, 3)) / 48).astype(np.float32)
+    for hw, expected in ((16, "winograd"), (12, "direct")):
+        x = rng.standard_normal((1, 256, hw, hw)).astype(np.float32)
+        auto = ops.conv2d(x, weight, padding=1)
+        np.testing.assert_array_equal(auto, ops.conv2d(x, weight, padding=1, algo=expected))
+        grad_x = ops.conv2d_backward(x, x, weight, 1, 1, need_weight=False, need_bias=False)[0]
+        np.testing.assert_array_equal(grad_x, ops.conv2d_backward(
+            x, x, weight, 1, 1, need_weight=False, need_bias=False, algo=expected)[0])
+
+
 @pytest.mark.parametrize("kernel, stride, padding",
                          [(5, 1, 5), (3, 2, 1), (3, 1, 3), (5, 2, 2), (7, 1, 3), (1, 1, 0)])
 def test_winograd_rejects_other_geometries(kernel, stride, padding):
