@@ -217,10 +217,11 @@ namespace {
 
 // With few channels the transforms outweigh the GEMMs; with few tiles the filter transform
 // (36 floats per filter, written and read once: 38 MB for 512 x 512 channels) does. F(4x4, 3x3)
-// from 16 tiles (a 16x16 image): against direct, 16 tiles ran 0.53-0.78x direct's time on 64-512
-// channels at 1 and 2 threads (Zen 4, Dec 2026; VGG's conv5_1 at 256x256, 11.4 -> 7.4 ms), 9
-// tiles 0.8-0.9x on 64-256 channels but 1.2-1.5x on 512; an older Xeon broke even at 16 tiles
-// with 256-512 channels, where filters of 64 channels (in cache) ran 2.2x faster.
+// from 16 tiles (a 16x16 image) whatever the filters' size: 16 tiles ran in 0.53-0.78x direct's
+// time on 128-512 channels (64: 0.72-0.98x) at 1 thread and 0.42-0.77x at 2 (Zen 4, Dec 2026;
+// VGG's conv5_1 at 256x256: 11.4 -> 7.4 ms), 9 tiles 0.8-1.0x on 64-256 channels but up to 1.5x
+// on 512 (bench/README.md, session 7); an older Xeon broke even at 16 tiles with 256-512
+// channels, where filters of 64 channels (in cache) ran 2.2x faster.
 // F(2x2, 5x5) saves 64 of 100 multiplications per tile (F(4x4, 3x3): 108 of 144), so it needs
 // about twice the tiles to repay a large filter transform; against the direct 5x5 kernels it
 // pays from 8 channels: 1.3-1.9x faster on 8-256 channels and 4x4 to 32x32 images, 0.4-0.6x
