@@ -382,7 +382,8 @@ def test_max_pool2d_disjoint_windows_on_wide_rows(kernel, stride, ceil_mode):
 # --- max pooling with indices -------------------------------------------------------------------
 
 INDEX_CASES = [
-    ((2, 3, 8, 10), 2, None, 0, False),  # VGG's 2x2/2 tiling the input: the row-pair scatter
+    ((2, 3, 8, 64), 2, None, 0, False),  # VGG's 2x2/2 tiling the input: the row-pair routing
+    ((2, 3, 8, 10), 2, None, 0, False),  # ... with rows shorter than a vector: the scatter
     ((1, 2, 9, 7), 2, None, 0, False),  # 2x2/2 leaving a row and a column out
     ((1, 2, 9, 7), 2, None, 0, True),  # ... and ceil mode: clipped windows
     ((3, 4, 32, 32), 3, 2, 1, True),  # CIFAR's overlapping 3x3/2
@@ -415,9 +416,9 @@ def test_max_pool_indices_give_the_same_forward_and_backward(case):
 def test_max_pool_backward_finds_a_bad_index_in_any_share_of_planes(geometry, threads):
     # Planes enough to be split across threads; one bad index, in the last plane or the first.
     deepstyle.set_num_threads(threads)
-    x = np.random.default_rng(8).standard_normal((2, 40, 24, 24)).astype(np.float32)
+    x = np.random.default_rng(8).standard_normal((2, 40, 32, 32)).astype(np.float32)
     y, indices = ops.max_pool2d(x, *geometry, return_indices=True)
-    for at, value in [((-1, -1, -1, -1), 24 * 24), ((0, 0, 0, 0), -1)]:
+    for at, value in [((-1, -1, -1, -1), 32 * 32), ((0, 0, 0, 0), -1)]:
         bad = indices.copy()
         bad[at] = value
         with pytest.raises(ValueError, match="indices: expected the argmax"):
@@ -447,9 +448,11 @@ def test_max_pool_indices_match_torch():
     ((3, 2, 1, True), lambda i: i * 0 - 1, ValueError, "indices: expected the argmax"),
 ])
 def test_max_pool_backward_rejects_bad_indices(geometry, bad, error, message):
-    # 2x2/2 tiling the input checks that each index is in its window; otherwise each must be
-    # inside the 8x8 plane (memory safety: the scatter writes there).
-    x = np.random.default_rng(7).standard_normal((1, 2, 8, 8)).astype(np.float32)
+    # 2x2/2 tiling the input in rows of whole vectors of windows (32x32 planes) checks that each
+    # index is in its window; otherwise each must be inside the plane, 8x8 here (memory safety:
+    # the scatter writes there).
+    hw = 32 if geometry[0] == 2 else 8
+    x = np.random.default_rng(7).standard_normal((1, 2, hw, hw)).astype(np.float32)
     y, indices = ops.max_pool2d(x, *geometry, return_indices=True)
     with pytest.raises(error, match=message):
         ops.max_pool2d_backward(np.ones_like(y), x, *geometry, indices=bad(indices))
