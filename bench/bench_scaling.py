@@ -20,12 +20,18 @@ The operations run inside ``reusing_freed_memory()``, as the training and painti
 them, so a result is reused heap memory rather than pages mapped and faulted in afresh (the
 max-pool backward on (100,32,16,16), whose 3.2 MB result is then fault-bound: 1.27x fresh, 1.85x
 reused, Zen 4); ``--fresh-memory`` measures outside it.
+
+"scaling" is the best 1-thread time over the best 2-thread time; "rounds min-median" gives the
+lowest and the median of each round's own ratio, whose spread shows how far this machine's
+stretches moved the result (on the 2-vCPU VMs, where the second vCPU can drop out for a tenth
+of a second or more, a row's rounds ranged from 1.0x to 2.0x).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 
 import numpy as np
 
@@ -56,25 +62,28 @@ def main():
           f"{'fresh' if args.fresh_memory else 'reused'} result memory; "
           f"load average {os.getloadavg()[0]:.2f}")
     header = (f"| {'op':<16} | {'shape':<26} | {'ours 1 thr ms':>13} | {'ours 2 thr ms':>13} "
-              f"| {'scaling':>7} | {'torch scaling':>13} |")
+              f"| {'scaling':>7} | {'rounds min-median':>17} | {'torch scaling':>13} |")
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
     rng = np.random.default_rng(0)
     for group in args.only.split(","):
         for op, shape, _, ours, _, torch_fn in GROUPS[group](rng, True):
-            best = {}
+            best, rounds = {}, []
             for _ in range(args.rounds):
+                this_round = {}
                 for n in THREADS:
                     set_threads(n)
                     for impl, fn in (("ours", ours), ("torch", torch_fn)):
                         if fn is not None:
-                            t = best_time(fn, True)
+                            t = this_round[impl, n] = best_time(fn, True)
                             best[impl, n] = min(best.get((impl, n), t), t)
+                rounds.append(this_round["ours", 1] / this_round["ours", 2])
             torch_scaling = (f"{best['torch', 1] / best['torch', 2]:13.2f}"
                              if ("torch", 1) in best else f"{'-':>13}")
+            spread = f"{min(rounds):.2f}-{statistics.median(rounds):.2f}"
             print(f"| {op:<16} | {shape:<26} | {best['ours', 1] * 1e3:13.3f} "
                   f"| {best['ours', 2] * 1e3:13.3f} | {best['ours', 1] / best['ours', 2]:7.2f} "
-                  f"| {torch_scaling} |", flush=True)
+                  f"| {spread:>17} | {torch_scaling} |", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
