@@ -16,6 +16,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include "gemm_blocked.h"
 #include "simd.h"
@@ -179,27 +181,94 @@ inline void segment_rows(const Geometry& g, const float* x, int64_t i, const Seg
   }
 }
 
+#if defined(__AVX512F__)
+// Lanes L of a and b's rows: lane L from a (even L / TX) or b (odd), element L % TX + Off.
+template <int TX, int Off, size_t... L>
+inline vfloat pick_rows(vfloat a, vfloat b, std::index_sequence<L...>) {
+  return __builtin_shufflevector(a, b, ((L / TX) % 2 ? 16 : 0) + (int)(L % TX) + Off...);
+}
+
+// The patches d of F(2x2, 5x5) for kLanes tiles that are whole tile rows of one image, TX = 4 or
+// 8 tiles a row (8x8 and 16x16 outputs: cifar-cnn's conv2 and conv3, and their grad_x). Each of
+// the 2 kLanes / TX + 4 input rows under them is loaded once and split into its even and odd
+// columns; column j of the patches of a tile row is then a window of one of those, so every d
+// vector is one two-source shuffle (TX = 8) or three (TX = 4). The runs-of-a-row path below
+// loads and splits the shared rows once per tile row, 2-4x the shuffles (Zen 4: the input
+// transform of cifar-cnn's conv3 grad_x was 40% of its time). The same values, so the same V.
+template <int TX>
+inline void whole_rows_patches(const Geometry& g, const float* x, int64_t i, int64_t t_begin,
+                               vfloat* d) {
+  constexpr int kTileRows = kLanes / TX, kRows = 2 * kTileRows + 4;
+  const int64_t per_image = g.TY * g.TX, n = t_begin / per_image,
+                iy0 = 2 * (t_begin % per_image / TX) - g.pad_h, x0 = -g.pad_w;
+  const int64_t lo = std::clamp<int64_t>(-x0, 0, kRowFloats<2>),
+                hi = std::clamp<int64_t>(g.W - x0, lo, kRowFloats<2>);
+  vfloat even[kRows], odd[kRows];
+  for (int k = 0; k < kRows; ++k) {
+    const int64_t iy = iy0 + k;
+    const bool inside = iy >= 0 && iy < g.H;
+    vfloat v[kRowVectors<2>];
+    load_row<2>(x + ((n * g.I + i) * g.H + (inside ? iy : 0)) * g.W + x0, inside ? lo : 0,
+                inside ? hi : 0, v);
+    even[k] = __builtin_shufflevector(v[0], v[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                      26, 28, 30);
+    odd[k] = __builtin_shufflevector(v[0], v[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
+                                     27, 29, 31);
+  }
+  constexpr auto lanes = std::make_index_sequence<kLanes>{};
+  const auto column = [&](auto j, int r) {  // column j of row r of the patches, every lane
+    const vfloat* half = j() % 2 ? odd : even;
+    constexpr int off = j() / 2;
+    if constexpr (TX == 8) return pick_rows<8, off>(half[r], half[r + 2], lanes);
+    const vfloat top = pick_rows<4, off>(half[r], half[r + 2], lanes),
+                 bottom = pick_rows<4, off>(half[r + 4], half[r + 6], lanes);
+    return __builtin_shufflevector(top, bottom, 0, 1, 2, 3, 4, 5, 6, 7, 24, 25, 26, 27, 28, 29,
+                                   30, 31);
+  };
+  for (int r = 0; r < kAlpha; ++r) {
+    d[r * kAlpha + 0] = column(std::integral_constant<int, 0>{}, r);
+    d[r * kAlpha + 1] = column(std::integral_constant<int, 1>{}, r);
+    d[r * kAlpha + 2] = column(std::integral_constant<int, 2>{}, r);
+    d[r * kAlpha + 3] = column(std::integral_constant<int, 3>{}, r);
+    d[r * kAlpha + 4] = column(std::integral_constant<int, 4>{}, r);
+    d[r * kAlpha + 5] = column(std::integral_constant<int, 5>{}, r);
+  }
+}
+#endif
+
 // V for input channel i and the kLanes tiles from t_begin (fewer at the end), stored at dst
 // (element ξ at dst + ξ * xi_stride). A group that spans several tile rows (small images)
-// takes each row's lanes from that row's patches; lanes past the last tile are zero.
+// takes each row's lanes from that row's patches (whole tile rows of 4 or 8 tiles of F(2x2, 5x5)
+// with AVX-512: all at once, whole_rows_patches); lanes past the last tile are zero.
 template <class Tf>
 void transform_input_group(const Geometry& g, const float* x, int64_t i, int64_t t_begin,
                            float* dst, int64_t xi_stride) {
   constexpr int M = Tf::m;
-  Segment segments[kLanes];
   const int64_t tiles = std::min(g.T - t_begin, int64_t{kLanes});
-  const int count = segments_of(g, t_begin, t_begin + tiles, segments);
-  vfloat rows[kAlpha][kRowVectors<M>], d[kXi];
-  segment_rows<M>(g, x, i, segments[0], rows);
-  patch_columns<M>(rows, d);  // every lane: the other segments overwrite theirs
-  const vint lane = lane_index();
-  for (int k = 1; k < count; ++k) {
-    const Segment& seg = segments[k];
-    segment_rows<M>(g, x, i, seg, rows);
-    patch_columns<M>(rows, d, (lane >= (int)seg.lane) & (lane < (int)(seg.lane + seg.len)));
+  vfloat d[kXi];
+#if defined(__AVX512F__)
+  if (M == 2 && tiles == kLanes && (g.TX == 4 || g.TX == 8) && g.TY * g.TX % kLanes == 0) {
+    if (g.TX == 4)
+      whole_rows_patches<4>(g, x, i, t_begin, d);
+    else
+      whole_rows_patches<8>(g, x, i, t_begin, d);
+  } else  // the runs of tile rows below
+#endif
+  {
+    Segment segments[kLanes];
+    const int count = segments_of(g, t_begin, t_begin + tiles, segments);
+    vfloat rows[kAlpha][kRowVectors<M>];
+    segment_rows<M>(g, x, i, segments[0], rows);
+    patch_columns<M>(rows, d);  // every lane: the other segments overwrite theirs
+    const vint lane = lane_index();
+    for (int k = 1; k < count; ++k) {
+      const Segment& seg = segments[k];
+      segment_rows<M>(g, x, i, seg, rows);
+      patch_columns<M>(rows, d, (lane >= (int)seg.lane) & (lane < (int)(seg.lane + seg.len)));
+    }
+    if (tiles < kLanes)
+      for (auto& v : d) v = lane < (int)tiles ? v : vfloat{};
   }
-  if (tiles < kLanes)
-    for (auto& v : d) v = lane < (int)tiles ? v : vfloat{};
   vfloat v[kXi];
   transform_2d(kBT, d, v);
   for (int xi = 0; xi < kXi; ++xi) vstore(dst + xi * xi_stride, v[xi]);

@@ -49,6 +49,10 @@ CASES_5X5 = winograd_cases(30, 12, r=5) + [
     ((4, 32, 16, 16), 32, 5, (2, 2)),  # cifar-cnn's conv2 (several tile rows per lane group)
     ((2, 32, 8, 8), 64, 5, (2, 2)),  # conv3
     ((1, 19, 37, 29), 18, 5, (0, 4)),
+    # Whole tile rows of 8 or 4 tiles per lane group (AVX-512's shortcut), at other paddings:
+    ((2, 6, 9, 20), 5, 5, (1, 0)),  # 4 x 8 tiles an image, no padding across
+    ((3, 7, 7, 11), 9, 5, (2, 0)),  # 4 x 4
+    ((1, 5, 10, 4), 6, 5, (1, 4)),  # 4 x 4, a 4-wide image inside 4 columns of padding a side
 ]
 
 
